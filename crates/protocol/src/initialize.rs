@@ -1,0 +1,81 @@
+//! `initialize` and the capabilities this server advertises.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `initialize` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams {
+    pub client_name: String,
+    /// Resume this detached session instead of creating a new one.
+    #[serde(default)]
+    pub resume_session_id: Option<String>,
+}
+
+/// `initialize` result. `serverInfo` and `capabilities` are additions; a codex server sends
+/// only `sessionId`, so a client must treat them as optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeResponse {
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_info: Option<ServerInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// What this server supports beyond the April codex protocol. All additive: a client uses an
+/// addition only when it is advertised here.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Names of methods beyond the April protocol.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub features: Features,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    /// `fs/readFile` `offset`/`length` and `fs/writeFile` `offset`/`append`.
+    #[serde(default)]
+    pub fs_range: bool,
+    /// `signal` in `process/exited` and `process/read` results.
+    #[serde(default)]
+    pub exit_signal: bool,
+    /// `firstRetainedSeq` in `process/read` results.
+    #[serde(default)]
+    pub first_retained_seq: bool,
+    /// Binary websocket frames for bulk output (opt-in).
+    #[serde(default)]
+    pub binary_output: bool,
+    /// Sessions survive a dropped connection and can be resumed.
+    #[serde(default)]
+    pub session_resume: bool,
+}
+
+/// Server limits; exceeding one is a -32600 error whose `data.limit` names it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_read_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_output_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_processes_per_session: Option<u64>,
+}
