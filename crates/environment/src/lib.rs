@@ -1,1 +1,13 @@
-//! placeholder
+//! The `Environment`: what an agent harness can do on a machine, one trait per capability,
+//! and the **local** implementation of each (in-process, no network).
+//!
+//! The remote implementations live in `exec-server-client` and forward over a connection; the
+//! server (`exec-server-daemon`) decodes requests and calls the local implementations here.
+//! Behaviour therefore lives in one place, and one test suite runs against both.
+
+mod environment;
+pub mod local;
+pub mod process;
+
+pub use environment::Environment;
+pub use process::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents, StartedProcess};

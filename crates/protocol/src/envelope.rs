@@ -61,6 +61,11 @@ impl fmt::Display for ErrorObject {
     }
 }
 
+/// The result (or params) `{}` of methods that return nothing. Any object is accepted on
+/// input, whatever its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EmptyResponse {}
+
 /// One decoded message. `params` and `result` stay raw JSON so that each handler decodes
 /// exactly the type it expects, and the error for bad params names the field at fault.
 #[derive(Debug)]
@@ -227,6 +232,12 @@ mod tests {
         assert!(Message::parse("[]").is_err());
         assert!(Message::parse("{}").is_err());
         assert!(Message::parse("{").is_err());
+    }
+
+    #[test]
+    fn empty_response_is_an_empty_object() {
+        assert_eq!(serde_json::to_string(&EmptyResponse {}).unwrap(), "{}");
+        let _: EmptyResponse = serde_json::from_str(r#"{"extra":1}"#).unwrap();
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub mod sandbox;
 pub mod schema;
 
 pub use base64_bytes::Base64Bytes;
-pub use envelope::{ErrorObject, Message, RequestId};
+pub use envelope::{EmptyResponse, ErrorObject, Message, RequestId};
 pub use path::AbsolutePath;

@@ -18,6 +18,7 @@ pub const FS_GET_METADATA: &str = "fs/getMetadata";
 pub const FS_READ_DIRECTORY: &str = "fs/readDirectory";
 pub const FS_REMOVE: &str = "fs/remove";
 pub const FS_COPY: &str = "fs/copy";
+pub const FS_RENAME: &str = "fs/rename";
 
 pub const HTTP_REQUEST: &str = "http/request";
 pub const HTTP_REQUEST_BODY_DELTA: &str = "http/request/bodyDelta";

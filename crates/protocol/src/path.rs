@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn accepts_native_and_file_uris() {
-        assert_eq!(AbsolutePath::parse("/a/b").unwrap().as_path(), Path::new("/a/b"));
+        assert_eq!(
+            AbsolutePath::parse("/a/b").unwrap().as_path(),
+            Path::new("/a/b")
+        );
         assert_eq!(
             AbsolutePath::parse("file:///a%20b/c").unwrap().as_path(),
             Path::new("/a b/c")
@@ -179,7 +182,10 @@ mod tests {
             AbsolutePath::parse("/a/./b/../c").unwrap().as_path(),
             Path::new("/a/c")
         );
-        assert_eq!(AbsolutePath::parse("/../..").unwrap().as_path(), Path::new("/"));
+        assert_eq!(
+            AbsolutePath::parse("/../..").unwrap().as_path(),
+            Path::new("/")
+        );
     }
 
     #[test]

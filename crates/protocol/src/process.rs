@@ -228,10 +228,9 @@ mod tests {
 
     #[test]
     fn read_accepts_null_options() {
-        let p: ReadParams = serde_json::from_str(
-            r#"{"processId":"p","afterSeq":null,"maxBytes":null,"waitMs":0}"#,
-        )
-        .unwrap();
+        let p: ReadParams =
+            serde_json::from_str(r#"{"processId":"p","afterSeq":null,"maxBytes":null,"waitMs":0}"#)
+                .unwrap();
         assert_eq!(p.after_seq, None);
         assert_eq!(p.wait_ms, Some(0));
     }

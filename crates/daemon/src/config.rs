@@ -1,0 +1,26 @@
+//! Server settings.
+
+use exec_server_environment::local::ProcessConfig;
+use std::time::Duration;
+
+/// Everything a running server is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest inbound message the server will decode. Larger ones get a -32600 naming the
+    /// limit; the websocket layer itself accepts up to twice this, so the connection survives.
+    pub max_message_bytes: usize,
+    /// How long a session whose connection dropped keeps its processes.
+    pub session_ttl: Duration,
+    /// Per-session process settings (retention, limits).
+    pub process: ProcessConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_message_bytes: 128 * 1024 * 1024,
+            session_ttl: Duration::from_secs(30),
+            process: ProcessConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! One connection: framing, the size limit, handshake gating and dispatch.
+//!
+//! Ordering rules (SPEC section 10): `initialize` and `initialized` are handled inline, in
+//! arrival order. `process/write` and `process/terminate` are also handled inline, because
+//! they only queue work and must take effect in arrival order. Every other request runs in
+//! its own task, so a long-poll `process/read` never blocks the connection. All replies and
+//! notifications go through one outbound queue drained by one writer task.
+
+use crate::handlers::{self, RequestContext};
+use crate::listener::ServerState;
+use crate::session::{ConnectionId, Outbound, Session};
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use exec_server_protocol::envelope::{self, UNKNOWN_REQUEST_ID};
+use exec_server_protocol::{error_codes, methods, ErrorObject, Message, RequestId};
+use futures::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Messages queued for the writer before producers wait (back-pressure on output readers).
+const OUTBOUND_QUEUE_MESSAGES: usize = 128;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one websocket until it closes.
+pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<ServerState>) {
+    let (mut sink, mut stream) = socket.split();
+    let (outbound, mut queue) = mpsc::channel::<String>(OUTBOUND_QUEUE_MESSAGES);
+    let writer = tokio::spawn(async move {
+        while let Some(first) = queue.recv().await {
+            if sink.feed(WsMessage::Text(first.into())).await.is_err() {
+                return;
+            }
+            // Batch whatever else is ready into one flush.
+            while let Ok(next) = queue.try_recv() {
+                if sink.feed(WsMessage::Text(next.into())).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut connection = Connection::new(state, outbound, peer);
+    tracing::debug!(connection = connection.id, peer = %connection.peer, "connection opened");
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(WsMessage::Text(text)) => connection.handle_text(text.as_str()).await,
+            Ok(WsMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
+                Ok(text) => connection.handle_text(text).await,
+                Err(e) => {
+                    connection
+                        .malformed(&format!("binary frame is not UTF-8: {e}"))
+                        .await
+                }
+            },
+            Ok(WsMessage::Close(_)) => break,
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => {}
+            Err(e) => {
+                tracing::debug!(connection = connection.id, "websocket read failed: {e}");
+                break;
+            }
+        }
+        if connection.closing {
+            break;
+        }
+    }
+    connection.disconnect();
+    writer.abort();
+}
+
+struct Connection {
+    id: ConnectionId,
+    state: Arc<ServerState>,
+    outbound: Outbound,
+    peer: String,
+    session: Option<Arc<Session>>,
+    initialized: bool,
+    closing: bool,
+}
+
+impl Connection {
+    fn new(state: Arc<ServerState>, outbound: Outbound, peer: String) -> Self {
+        Connection {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            state,
+            outbound,
+            peer,
+            session: None,
+            initialized: false,
+            closing: false,
+        }
+    }
+
+    async fn send(&self, message: String) {
+        // Fails only when the writer is gone, i.e. the connection is closing anyway.
+        let _ = self.outbound.send(message).await;
+    }
+
+    async fn send_error(&self, id: &RequestId, error: ErrorObject) {
+        self.send(envelope::error_response(id, &error)).await;
+    }
+
+    async fn malformed(&self, reason: &str) {
+        let error = ErrorObject::new(
+            error_codes::INVALID_REQUEST,
+            format!(
+                "failed to parse websocket JSON-RPC message from {}: {reason}",
+                self.peer
+            ),
+        );
+        self.send_error(&UNKNOWN_REQUEST_ID, error).await;
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        let limit = self.state.config.max_message_bytes;
+        if text.len() > limit {
+            let id = Message::sniff_id(text).unwrap_or(UNKNOWN_REQUEST_ID);
+            let error = ErrorObject::new(
+                error_codes::INVALID_REQUEST,
+                format!(
+                    "message of {} bytes exceeds the limit of {limit} bytes (maxMessageBytes); \
+                     send large files in ranges (fs/readFile offset/length, fs/writeFile offset)",
+                    text.len()
+                ),
+            )
+            .with_data(serde_json::json!({ "limit": "maxMessageBytes", "maxBytes": limit }));
+            self.send_error(&id, error).await;
+            return;
+        }
+        match Message::parse(text) {
+            Err(e) => self.malformed(&e.to_string()).await,
+            Ok(Message::Request { id, method, params }) => {
+                self.handle_request(id, method, params).await
+            }
+            Ok(Message::Notification { method, params: _ }) => self.handle_notification(&method),
+            Ok(Message::Response { id, .. } | Message::Error { id, .. }) => {
+                // The server never sends requests, so there is nothing to match this to.
+                tracing::warn!(connection = self.id, %id, "ignoring unexpected response from client");
+            }
+        }
+    }
+
+    fn handle_notification(&mut self, method: &str) {
+        if method == methods::INITIALIZED {
+            match &self.session {
+                Some(session) if session.is_attached_to(self.id) => self.initialized = true,
+                // As in the reference: `initialized` out of order is a protocol violation
+                // with no id to answer, so the connection is closed.
+                _ => {
+                    tracing::warn!(
+                        connection = self.id,
+                        "`initialized` before a successful `initialize`; closing"
+                    );
+                    self.closing = true;
+                }
+            }
+        } else {
+            tracing::warn!(
+                connection = self.id,
+                method,
+                "ignoring unknown notification"
+            );
+        }
+    }
+
+    async fn handle_request(
+        &mut self,
+        id: RequestId,
+        method: String,
+        params: Option<Box<RawValue>>,
+    ) {
+        if method == methods::INITIALIZE {
+            let result = self.initialize(params);
+            match result {
+                Ok(response) => self.send(envelope::response(&id, &response)).await,
+                Err(error) => self.send_error(&id, error).await,
+            }
+            return;
+        }
+        let Some(handler) = handlers::lookup(&method) else {
+            let error = ErrorObject::new(
+                error_codes::METHOD_NOT_FOUND,
+                format!("exec-server does not implement `{method}`"),
+            );
+            self.send_error(&id, error).await;
+            return;
+        };
+        let family = methods::family(&method).unwrap_or("exec");
+        let Some(session) = self.session.clone() else {
+            let message = format!("client must call initialize before using {family} methods");
+            self.send_error(&id, ErrorObject::new(error_codes::INVALID_REQUEST, message))
+                .await;
+            return;
+        };
+        if !self.initialized {
+            let message = format!("client must send initialized before using {family} methods");
+            self.send_error(&id, ErrorObject::new(error_codes::INVALID_REQUEST, message))
+                .await;
+            return;
+        }
+        if !session.is_attached_to(self.id) {
+            self.send_error(&id, handlers::resumed_elsewhere()).await;
+            return;
+        }
+        let context = RequestContext {
+            connection: self.id,
+            session,
+            outbound: self.outbound.clone(),
+        };
+        if handler.inline {
+            (handler.run)(context, id, params).await;
+        } else {
+            tokio::spawn((handler.run)(context, id, params));
+        }
+    }
+
+    fn initialize(
+        &mut self,
+        params: Option<Box<RawValue>>,
+    ) -> Result<exec_server_protocol::initialize::InitializeResponse, ErrorObject> {
+        if self.session.is_some() {
+            return Err(ErrorObject::new(
+                error_codes::INVALID_REQUEST,
+                "initialize may only be sent once per connection",
+            ));
+        }
+        let params: exec_server_protocol::initialize::InitializeParams = handlers::decode(params)?;
+        let sessions = &self.state.sessions;
+        let session = match params.resume_session_id {
+            Some(id) => sessions
+                .resume(&id, self.id, self.outbound.clone())
+                .map_err(|e| ErrorObject::new(error_codes::INVALID_REQUEST, e.to_string()))?,
+            None => sessions.create(self.id, self.outbound.clone()),
+        };
+        tracing::info!(connection = self.id, session = %session.id, client = %params.client_name, "initialized");
+        let response = handlers::initialize::response(&self.state.config, &session);
+        self.session = Some(session);
+        Ok(response)
+    }
+
+    fn disconnect(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.state.sessions.detach(&session, self.id);
+        }
+        tracing::debug!(connection = self.id, "connection closed");
+    }
+}

@@ -1,0 +1,32 @@
+//! The `initialize` result: session id, server identity and capabilities.
+
+use crate::config::ServerConfig;
+use crate::session::Session;
+use exec_server_protocol::initialize::{
+    Capabilities, Features, InitializeResponse, Limits, ServerInfo,
+};
+
+pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeResponse {
+    InitializeResponse {
+        session_id: session.id.clone(),
+        server_info: Some(ServerInfo {
+            name: "exec-server".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }),
+        capabilities: Some(Capabilities {
+            methods: vec![],
+            features: Features {
+                exit_signal: true,
+                first_retained_seq: true,
+                session_resume: true,
+                ..Features::default()
+            },
+            limits: Limits {
+                max_message_bytes: Some(config.max_message_bytes as u64),
+                retained_output_bytes: Some(config.process.retained_output_bytes as u64),
+                max_processes_per_session: Some(config.process.max_processes as u64),
+                ..Limits::default()
+            },
+        }),
+    }
+}

@@ -1,0 +1,71 @@
+//! Request handlers, one module per capability. A handler decodes its params, calls the
+//! session's local implementation, and queues the reply: nothing more.
+
+pub(crate) mod initialize;
+mod process;
+
+use crate::session::{ConnectionId, Outbound, Session};
+use exec_server_protocol::envelope;
+use exec_server_protocol::{error_codes, methods, ErrorObject, RequestId};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// What a handler gets to work with.
+pub(crate) struct RequestContext {
+    pub connection: ConnectionId,
+    pub session: Arc<Session>,
+    pub outbound: Outbound,
+}
+
+impl RequestContext {
+    /// Queues the reply to request `id`.
+    pub async fn reply<R: Serialize>(&self, id: &RequestId, result: Result<R, ErrorObject>) {
+        let message = match result {
+            Ok(result) => envelope::response(id, &result),
+            Err(error) => envelope::error_response(id, &error),
+        };
+        let _ = self.outbound.send(message).await;
+    }
+}
+
+type Run = fn(RequestContext, RequestId, Option<Box<RawValue>>) -> BoxFuture<'static, ()>;
+
+pub(crate) struct Handler {
+    /// Handled in the connection's read loop, in arrival order, instead of in a task. Only
+    /// for handlers that never wait long.
+    pub inline: bool,
+    pub run: Run,
+}
+
+/// The handler for a method, or None when the method does not exist.
+pub(crate) fn lookup(method: &str) -> Option<Handler> {
+    let (inline, run): (bool, Run) = match method {
+        methods::PROCESS_START => (false, |c, id, p| Box::pin(process::start(c, id, p))),
+        methods::PROCESS_READ => (false, |c, id, p| Box::pin(process::read(c, id, p))),
+        methods::PROCESS_WRITE => (true, |c, id, p| Box::pin(process::write(c, id, p))),
+        methods::PROCESS_TERMINATE => (true, |c, id, p| Box::pin(process::terminate(c, id, p))),
+        _ => return None,
+    };
+    Some(Handler { inline, run })
+}
+
+/// Decodes params; absent or null params decode as `{}`, so a missing field is named.
+pub(crate) fn decode<T: DeserializeOwned>(params: Option<Box<RawValue>>) -> Result<T, ErrorObject> {
+    let text = match &params {
+        Some(raw) if raw.get() != "null" => raw.get(),
+        _ => "{}",
+    };
+    serde_json::from_str(text)
+        .map_err(|e| ErrorObject::new(error_codes::INVALID_PARAMS, format!("invalid params: {e}")))
+}
+
+/// The error for a request whose session was taken over by a newer connection.
+pub(crate) fn resumed_elsewhere() -> ErrorObject {
+    ErrorObject::new(
+        error_codes::INVALID_REQUEST,
+        "session has been resumed by another connection",
+    )
+}

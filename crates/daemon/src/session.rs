@@ -1,0 +1,173 @@
+//! Sessions: the owners of processes. A session outlives its connection for a TTL.
+//!
+//! A session is *attached* to at most one connection at a time; notifications of its
+//! processes go to that connection. When the connection ends the session is *detached* and
+//! a timer expires it after the TTL, killing every process tree it owns. `initialize` with
+//! `resumeSessionId` re-attaches a detached session; teardown wins at the TTL boundary.
+
+use exec_server_environment::local::{ProcessConfig, ProcessTable};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Identifies one connection for attachment checks.
+pub(crate) type ConnectionId = u64;
+
+/// Outbound queue of one connection: serialized messages for its writer task.
+pub(crate) type Outbound = mpsc::Sender<String>;
+
+pub(crate) struct Session {
+    pub id: String,
+    pub processes: ProcessTable,
+    attachment: Mutex<Attachment>,
+}
+
+enum Attachment {
+    Attached {
+        connection: ConnectionId,
+        outbound: Outbound,
+    },
+    Detached {
+        expires_at: Instant,
+    },
+}
+
+impl Session {
+    fn attachment(&self) -> MutexGuard<'_, Attachment> {
+        self.attachment.lock().expect("session lock poisoned")
+    }
+
+    /// Where notifications go now, if the session is attached.
+    pub fn outbound(&self) -> Option<Outbound> {
+        match &*self.attachment() {
+            Attachment::Attached { outbound, .. } => Some(outbound.clone()),
+            Attachment::Detached { .. } => None,
+        }
+    }
+
+    /// Whether `connection` is the one this session is attached to.
+    pub fn is_attached_to(&self, connection: ConnectionId) -> bool {
+        matches!(&*self.attachment(), Attachment::Attached { connection: c, .. } if *c == connection)
+    }
+}
+
+/// Why `initialize` could not attach a session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AttachError {
+    #[error("unknown session id {0}")]
+    Unknown(String),
+    #[error("session {0} is already attached to another connection")]
+    AlreadyAttached(String),
+}
+
+pub(crate) struct SessionRegistry {
+    ttl: Duration,
+    process_config: ProcessConfig,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl SessionRegistry {
+    pub fn new(ttl: Duration, process_config: ProcessConfig) -> Self {
+        SessionRegistry {
+            ttl,
+            process_config,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions
+            .lock()
+            .expect("session registry lock poisoned")
+    }
+
+    /// Creates a new session attached to `connection`.
+    pub fn create(&self, connection: ConnectionId, outbound: Outbound) -> Arc<Session> {
+        let session = Arc::new(Session {
+            id: uuid::Uuid::new_v4().to_string(),
+            processes: ProcessTable::new(self.process_config.clone()),
+            attachment: Mutex::new(Attachment::Attached {
+                connection,
+                outbound,
+            }),
+        });
+        self.sessions().insert(session.id.clone(), session.clone());
+        session
+    }
+
+    /// Re-attaches a detached session to `connection`.
+    pub fn resume(
+        &self,
+        id: &str,
+        connection: ConnectionId,
+        outbound: Outbound,
+    ) -> Result<Arc<Session>, AttachError> {
+        let mut sessions = self.sessions();
+        let session = sessions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AttachError::Unknown(id.to_owned()))?;
+        let mut attachment = session.attachment();
+        match &*attachment {
+            Attachment::Attached { .. } => Err(AttachError::AlreadyAttached(id.to_owned())),
+            Attachment::Detached { expires_at } if Instant::now() >= *expires_at => {
+                // Teardown wins at the boundary, even if the timer has not fired yet.
+                drop(attachment);
+                sessions.remove(id);
+                session.processes.kill_all();
+                Err(AttachError::Unknown(id.to_owned()))
+            }
+            Attachment::Detached { .. } => {
+                *attachment = Attachment::Attached {
+                    connection,
+                    outbound,
+                };
+                drop(attachment);
+                Ok(session)
+            }
+        }
+    }
+
+    /// Detaches `session` from `connection` (if still attached to it) and arms its expiry.
+    pub fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: ConnectionId) {
+        let expires_at = Instant::now() + self.ttl;
+        {
+            let mut attachment = session.attachment();
+            if !matches!(&*attachment, Attachment::Attached { connection: c, .. } if *c == connection)
+            {
+                return;
+            }
+            *attachment = Attachment::Detached { expires_at };
+        }
+        let registry = Arc::downgrade(self);
+        let session = Arc::downgrade(session);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(expires_at).await;
+            let (Some(registry), Some(session)) = (registry.upgrade(), session.upgrade()) else {
+                return;
+            };
+            registry.expire_if_due(&session);
+        });
+    }
+
+    fn expire_if_due(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions();
+        let due = matches!(&*session.attachment(),
+            Attachment::Detached { expires_at } if Instant::now() >= *expires_at);
+        if due {
+            sessions.remove(&session.id);
+            drop(sessions);
+            tracing::info!(session = %session.id, "session expired; killing its processes");
+            session.processes.kill_all();
+        }
+    }
+
+    /// Kills every process of every session (server shutdown).
+    pub fn kill_all(&self) {
+        for session in self.sessions().values() {
+            session.processes.kill_all();
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Local implementations: the real work, in this process.
+
+mod child_env;
+mod output_log;
+mod process_table;
+mod spawn;
+
+pub use child_env::child_environment;
+pub use process_table::{ProcessConfig, ProcessTable};

@@ -1,0 +1,447 @@
+//! `ProcessTable`: the local process backend. It owns every process it starts.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use exec_server_protocol::process::{
+    OutputStream, ReadParams, ReadResponse, StartParams, WriteStatus,
+};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use super::child_env::child_environment;
+use super::output_log::OutputLog;
+use super::spawn::{self, ChildIo, SpawnRequest, StdioMode};
+use crate::process::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents, StartedProcess};
+
+/// Largest output chunk read from a child at once.
+pub const OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How far the event subscriber may fall behind before the output reader pauses.
+const SUBSCRIBER_WINDOW_BYTES: usize = 512 * 1024;
+
+/// Pending stdin writes per process before `write` waits for the child to read.
+const STDIN_QUEUE_CHUNKS: usize = 1024;
+
+/// Tunables of a process table.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Output bytes retained per process for `read` (oldest chunks evicted first).
+    pub retained_output_bytes: usize,
+    /// How long an exited process stays readable (and its id reserved).
+    pub exited_retention: Duration,
+    /// Most processes (running or retained) in this table at once.
+    pub max_processes: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            retained_output_bytes: 1024 * 1024,
+            exited_retention: Duration::from_secs(30),
+            max_processes: 1024,
+        }
+    }
+}
+
+/// The processes of one owner (a session on the server, or a local environment). Dropping
+/// the table kills every process group it still runs.
+pub struct ProcessTable {
+    shared: Arc<TableShared>,
+}
+
+struct TableShared {
+    config: ProcessConfig,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+enum Slot {
+    /// Reserved while the spawn is in flight, so concurrent starts of one id cannot both win.
+    Starting,
+    Live(Arc<ManagedProcess>),
+}
+
+struct ManagedProcess {
+    /// Also the process group id: every child leads its own group.
+    pid: libc::pid_t,
+    state: Mutex<ProcessState>,
+    /// Bumped on every change of `state`: wakes long-poll reads and the subscriber.
+    changed: watch::Sender<()>,
+    /// Bumped when the subscriber takes an event or goes away: wakes paused output readers.
+    delivered: watch::Sender<()>,
+    stdin: Option<mpsc::Sender<Bytes>>,
+}
+
+struct ProcessState {
+    log: OutputLog,
+    /// Set, under this lock, in the same step that reaps the child. Until then the pid cannot
+    /// be reused, so signalling the group is safe exactly while this is false.
+    reaped: bool,
+}
+
+impl ManagedProcess {
+    fn state(&self) -> MutexGuard<'_, ProcessState> {
+        self.state.lock().expect("process state lock poisoned")
+    }
+
+    fn kill_group(&self) -> bool {
+        let state = self.state();
+        if state.reaped || state.log.exit().is_some() {
+            return false;
+        }
+        // SAFETY: kill has no memory effects; the group is ours and not yet reaped.
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        true
+    }
+}
+
+impl ProcessTable {
+    pub fn new(config: ProcessConfig) -> Self {
+        ProcessTable {
+            shared: Arc::new(TableShared {
+                config,
+                slots: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ProcessConfig {
+        &self.shared.config
+    }
+
+    /// Kills every running process group of this table (session expiry, shutdown).
+    pub fn kill_all(&self) {
+        self.shared.kill_all();
+    }
+
+    fn lookup(&self, process_id: &str) -> Result<Arc<ManagedProcess>, ProcessError> {
+        match self.shared.slots().get(process_id) {
+            None => Err(ProcessError::UnknownProcess(process_id.to_owned())),
+            Some(Slot::Starting) => Err(ProcessError::Starting(process_id.to_owned())),
+            Some(Slot::Live(p)) => Ok(p.clone()),
+        }
+    }
+}
+
+impl TableShared {
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().expect("process table lock poisoned")
+    }
+
+    fn kill_all(&self) {
+        let live: Vec<_> = self
+            .slots()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Live(p) => Some(p.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
+        for process in live {
+            process.kill_group();
+        }
+    }
+}
+
+impl Drop for TableShared {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+#[async_trait]
+impl ProcessBackend for ProcessTable {
+    async fn start(&self, params: StartParams) -> Result<StartedProcess, ProcessError> {
+        if params.argv.is_empty() {
+            return Err(ProcessError::EmptyArgv);
+        }
+        let id = params.process_id.clone();
+        {
+            let mut slots = self.shared.slots();
+            if slots.contains_key(&id) {
+                return Err(ProcessError::AlreadyExists(id));
+            }
+            if slots.len() >= self.shared.config.max_processes {
+                return Err(ProcessError::LimitExceeded {
+                    limit: "maxProcessesPerSession",
+                    message: format!(
+                        "this session already has {} processes, the limit (maxProcessesPerSession); \
+                         wait for some to exit and be released, or raise --max-processes-per-session",
+                        self.shared.config.max_processes
+                    ),
+                });
+            }
+            slots.insert(id.clone(), Slot::Starting);
+        }
+
+        let mode = if params.tty {
+            StdioMode::Pty
+        } else {
+            StdioMode::Pipes {
+                pipe_stdin: params.pipe_stdin,
+            }
+        };
+        let env = child_environment(params.env_policy.as_ref(), &params.env, std::env::vars());
+        let request = SpawnRequest {
+            argv: params.argv,
+            arg0: params.arg0,
+            cwd: params.cwd.into_path_buf(),
+            env,
+            mode,
+        };
+        let spawned = match spawn::spawn(request).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.shared.slots().remove(&id);
+                return Err(ProcessError::Spawn(e));
+            }
+        };
+        let started = launch(&self.shared, spawned, mode);
+        match started {
+            Ok(process) => {
+                let events = subscribe(&process);
+                self.shared.slots().insert(id.clone(), Slot::Live(process));
+                Ok(StartedProcess {
+                    process_id: id,
+                    events,
+                })
+            }
+            Err(e) => {
+                self.shared.slots().remove(&id);
+                Err(ProcessError::Spawn(e))
+            }
+        }
+    }
+
+    async fn read(&self, params: ReadParams) -> Result<ReadResponse, ProcessError> {
+        let process = self.lookup(&params.process_id)?;
+        let after_seq = params.after_seq.unwrap_or(0);
+        let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changed = process.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            {
+                let state = process.state();
+                let log = &state.log;
+                if log.has_output_after(after_seq)
+                    || log.exit().is_some()
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(log.read(after_seq, params.max_bytes));
+                }
+            }
+            // Either a change or the deadline; the loop re-checks both.
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+        }
+    }
+
+    async fn write(&self, process_id: &str, chunk: Bytes) -> Result<WriteStatus, ProcessError> {
+        let process = match self.lookup(process_id) {
+            Ok(p) => p,
+            Err(ProcessError::UnknownProcess(_)) => return Ok(WriteStatus::UnknownProcess),
+            Err(ProcessError::Starting(_)) => return Ok(WriteStatus::Starting),
+            Err(e) => return Err(e),
+        };
+        let Some(stdin) = &process.stdin else {
+            return Ok(WriteStatus::StdinClosed);
+        };
+        match stdin.send(chunk).await {
+            Ok(()) => Ok(WriteStatus::Accepted),
+            Err(_) => Ok(WriteStatus::StdinClosed),
+        }
+    }
+
+    async fn terminate(&self, process_id: &str) -> Result<bool, ProcessError> {
+        match self.lookup(process_id) {
+            Ok(process) => Ok(process.kill_group()),
+            Err(ProcessError::UnknownProcess(_) | ProcessError::Starting(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Wires a spawned child to its tasks: output readers, stdin writer, exit waiter.
+fn launch(
+    table: &Arc<TableShared>,
+    spawned: spawn::SpawnedChild,
+    mode: StdioMode,
+) -> io::Result<Arc<ManagedProcess>> {
+    let retention = table.config.retained_output_bytes;
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE_CHUNKS);
+    // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and unchanged for the
+    // AsyncFd's whole life.
+    let pidfd = unsafe { AsyncFd::register(spawned.pidfd) }.map_err(io::Error::from)?;
+    let make = |streams: u8, has_stdin: bool| {
+        Arc::new(ManagedProcess {
+            pid: spawned.pid,
+            state: Mutex::new(ProcessState {
+                log: OutputLog::new(retention, streams),
+                reaped: false,
+            }),
+            changed: watch::Sender::new(()),
+            delivered: watch::Sender::new(()),
+            stdin: has_stdin.then(|| stdin_tx.clone()),
+        })
+    };
+    let process = match spawned.io {
+        ChildIo::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?;
+            let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(stderr)?;
+            let stdin = stdin
+                .map(tokio::net::unix::pipe::Sender::from_owned_fd)
+                .transpose()?;
+            let process = make(2, stdin.is_some());
+            tokio::spawn(read_output(process.clone(), stdout, OutputStream::Stdout));
+            tokio::spawn(read_output(process.clone(), stderr, OutputStream::Stderr));
+            if let Some(stdin) = stdin {
+                tokio::spawn(write_stdin(stdin, stdin_rx));
+            }
+            process
+        }
+        ChildIo::Pty { master } => {
+            debug_assert_eq!(mode, StdioMode::Pty);
+            let (reader, writer) = master.into_split();
+            let process = make(1, true);
+            tokio::spawn(read_output(process.clone(), reader, OutputStream::Pty));
+            tokio::spawn(write_stdin(writer, stdin_rx));
+            process
+        }
+    };
+    tokio::spawn(wait_for_exit(Arc::downgrade(table), process.clone(), pidfd));
+    Ok(process)
+}
+
+async fn read_output(
+    process: Arc<ManagedProcess>,
+    mut reader: impl AsyncRead + Unpin,
+    stream: OutputStream,
+) {
+    let mut buf = vec![0u8; OUTPUT_CHUNK_BYTES];
+    let mut delivered = process.delivered.subscribe();
+    loop {
+        wait_for_subscriber(&process, &mut delivered).await;
+        match reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                let chunk = Bytes::copy_from_slice(&buf[..n]);
+                process.state().log.push_output(stream, chunk);
+                process.changed.send_replace(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A PTY master reads EIO once every holder of the terminal side has closed it:
+            // that is its end of file. Any other error also ends the stream.
+            Err(_) => break,
+        }
+    }
+    process.state().log.stream_ended();
+    process.changed.send_replace(());
+}
+
+/// Back-pressure: while a subscriber is attached, pause reading when it is too far behind.
+async fn wait_for_subscriber(process: &ManagedProcess, delivered: &mut watch::Receiver<()>) {
+    loop {
+        delivered.borrow_and_update();
+        if process.state().log.undelivered_bytes() < SUBSCRIBER_WINDOW_BYTES {
+            return;
+        }
+        if delivered.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_stdin(mut writer: impl AsyncWrite + Unpin, mut chunks: mpsc::Receiver<Bytes>) {
+    while let Some(chunk) = chunks.recv().await {
+        if writer.write_all(&chunk).await.is_err() || writer.flush().await.is_err() {
+            // The child closed its stdin; later writes report stdinClosed.
+            break;
+        }
+    }
+}
+
+async fn wait_for_exit(
+    table: Weak<TableShared>,
+    process: Arc<ManagedProcess>,
+    pidfd: AsyncFd<OwnedFd>,
+) {
+    // A pidfd polls readable once the process has exited (it is then a zombie until reaped).
+    let _ = pidfd.readable().await;
+    {
+        let mut state = process.state();
+        let mut status: libc::c_int = 0;
+        // SAFETY: reaps our own child, which has exited, so this does not block.
+        let rc = unsafe { libc::waitpid(process.pid, &mut status, 0) };
+        let (exit_code, signal) = if rc == process.pid {
+            if libc::WIFEXITED(status) {
+                (libc::WEXITSTATUS(status), None)
+            } else if libc::WIFSIGNALED(status) {
+                (-1, Some(libc::WTERMSIG(status)))
+            } else {
+                (-1, None)
+            }
+        } else {
+            (-1, None)
+        };
+        state.reaped = true;
+        state.log.record_exit(exit_code, signal);
+    }
+    process.changed.send_replace(());
+    drop(pidfd);
+
+    let Some(retention) = table.upgrade().map(|t| t.config.exited_retention) else {
+        return;
+    };
+    tokio::time::sleep(retention).await;
+    if let Some(table) = table.upgrade() {
+        let mut slots = table.slots();
+        slots.retain(|_, slot| !matches!(slot, Slot::Live(p) if Arc::ptr_eq(p, &process)));
+    }
+}
+
+/// The event stream handed to the starter of a process.
+fn subscribe(process: &Arc<ManagedProcess>) -> ProcessEvents {
+    struct Subscription {
+        process: Arc<ManagedProcess>,
+        changed: watch::Receiver<()>,
+        finished: bool,
+    }
+    impl Drop for Subscription {
+        fn drop(&mut self) {
+            self.process.state().log.drop_subscriber();
+            self.process.delivered.send_replace(());
+        }
+    }
+    let sub = Subscription {
+        process: process.clone(),
+        changed: process.changed.subscribe(),
+        finished: false,
+    };
+    let stream = futures::stream::unfold(sub, |mut sub| async move {
+        if sub.finished {
+            return None;
+        }
+        loop {
+            sub.changed.borrow_and_update();
+            let next = sub.process.state().log.next_for_subscriber();
+            if let Some(event) = next {
+                sub.process.delivered.send_replace(());
+                sub.finished = matches!(event, ProcessEvent::Closed { .. });
+                return Some((event, sub));
+            }
+            if sub.changed.changed().await.is_err() {
+                return None;
+            }
+        }
+    });
+    ProcessEvents::new(Box::pin(stream))
+}

@@ -1,0 +1,145 @@
+//! The process capability: start a program, stream its output, write its stdin, kill it.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use exec_server_protocol::error_codes;
+use exec_server_protocol::process::{
+    OutputStream, ReadParams, ReadResponse, StartParams, WriteStatus,
+};
+use exec_server_protocol::ErrorObject;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+/// Starts and controls processes. Implemented locally by [`crate::local::ProcessTable`] and
+/// remotely by the client library; the semantics are those of the `process/*` methods.
+#[async_trait]
+pub trait ProcessBackend: Send + Sync {
+    /// Spawns a process. Its events (output, exit, close) are delivered through the returned
+    /// stream, in seq order, starting from seq 1. A consumer that stops polling the stream
+    /// eventually pauses the process's output (back-pressure); drop the stream if you only
+    /// want to use [`ProcessBackend::read`].
+    async fn start(&self, params: StartParams) -> Result<StartedProcess, ProcessError>;
+
+    /// Reads retained output after a seq, optionally waiting for some to arrive.
+    async fn read(&self, params: ReadParams) -> Result<ReadResponse, ProcessError>;
+
+    /// Queues bytes for the process's stdin. Writes to one process apply in call order.
+    async fn write(&self, process_id: &str, chunk: Bytes) -> Result<WriteStatus, ProcessError>;
+
+    /// Kills the process's whole process group. Returns whether it was still running.
+    async fn terminate(&self, process_id: &str) -> Result<bool, ProcessError>;
+}
+
+/// A started process and the stream of its events.
+pub struct StartedProcess {
+    pub process_id: String,
+    pub events: ProcessEvents,
+}
+
+/// One event of a process. Output, exit and close share one seq counter per process.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessEvent {
+    Output {
+        seq: u64,
+        stream: OutputStream,
+        chunk: Bytes,
+    },
+    Exited {
+        seq: u64,
+        /// The exit status, or -1 for a signal death.
+        exit_code: i32,
+        signal: Option<i32>,
+    },
+    /// The last event: the process exited and all its output streams ended.
+    Closed { seq: u64 },
+    /// The implementation can no longer deliver events (for example, the connection to the
+    /// server was lost). Nothing follows it.
+    Failed { message: String },
+}
+
+/// The event stream of one process. Ends after `Closed` or `Failed`.
+pub struct ProcessEvents(BoxStream<'static, ProcessEvent>);
+
+impl ProcessEvents {
+    pub fn new(stream: BoxStream<'static, ProcessEvent>) -> Self {
+        ProcessEvents(stream)
+    }
+
+    /// The next event, or `None` once the stream is over.
+    pub async fn next(&mut self) -> Option<ProcessEvent> {
+        self.0.next().await
+    }
+}
+
+impl futures::Stream for ProcessEvents {
+    type Item = ProcessEvent;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ProcessEvent>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+/// Why a process call failed. Each variant maps to the JSON-RPC error the server sends, and a
+/// remote failure carries the server's error unchanged, so callers can match on [`code`]
+/// whichever implementation they use.
+///
+/// [`code`]: ProcessError::code
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("argv must not be empty")]
+    EmptyArgv,
+    #[error("process {0} already exists")]
+    AlreadyExists(String),
+    #[error("unknown process id {0}")]
+    UnknownProcess(String),
+    #[error("process id {0} is starting")]
+    Starting(String),
+    #[error("{0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("failed to write to process stdin")]
+    StdinGone,
+    #[error("{message}")]
+    LimitExceeded {
+        limit: &'static str,
+        message: String,
+    },
+    /// An error reply from a remote server.
+    #[error("{0}")]
+    Remote(ErrorObject),
+    /// The connection to the server is gone.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl ProcessError {
+    /// The JSON-RPC error code for this failure.
+    pub fn code(&self) -> i64 {
+        match self {
+            ProcessError::EmptyArgv => error_codes::INVALID_PARAMS,
+            ProcessError::AlreadyExists(_)
+            | ProcessError::UnknownProcess(_)
+            | ProcessError::Starting(_)
+            | ProcessError::LimitExceeded { .. } => error_codes::INVALID_REQUEST,
+            ProcessError::Spawn(_) | ProcessError::StdinGone => error_codes::INTERNAL_ERROR,
+            ProcessError::Remote(e) => e.code,
+            ProcessError::Transport(_) => error_codes::TRANSPORT_CLOSED,
+        }
+    }
+
+    /// The JSON-RPC error object the server sends for this failure.
+    pub fn to_error_object(&self) -> ErrorObject {
+        match self {
+            ProcessError::Remote(e) => e.clone(),
+            ProcessError::LimitExceeded { limit, message } => {
+                ErrorObject::new(self.code(), message.clone()).with_data(serde_json_limit(limit))
+            }
+            other => ErrorObject::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+fn serde_json_limit(limit: &str) -> serde_json::Value {
+    serde_json::json!({ "limit": limit })
+}
