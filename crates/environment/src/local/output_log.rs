@@ -61,6 +61,10 @@ impl OutputLog {
         self.exit
     }
 
+    pub fn open_streams(&self) -> u8 {
+        self.open_streams
+    }
+
     pub fn push_output(&mut self, stream: OutputStream, bytes: Bytes) {
         let seq = self.take_seq();
         self.retained_bytes += bytes.len();

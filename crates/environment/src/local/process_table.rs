@@ -25,6 +25,9 @@ pub const OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
 /// How far the event subscriber may fall behind before the output reader pauses.
 const SUBSCRIBER_WINDOW_BYTES: usize = 512 * 1024;
 
+/// How long the exit event waits for the output streams to end (see `wait_for_exit`).
+const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
+
 /// Pending stdin writes per process before `write` waits for the child to read.
 const STDIN_QUEUE_CHUNKS: usize = 1024;
 
@@ -251,7 +254,11 @@ impl ProcessBackend for ProcessTable {
         let Some(stdin) = &process.stdin else {
             return Ok(WriteStatus::StdinClosed);
         };
-        match stdin.send(chunk).await {
+        // Writes to one process must reach it in call order. Tokio's cooperative budget can
+        // make a send yield even when the queue has room, letting a later write overtake;
+        // `unconstrained` opts out, so a send either completes now or waits in the
+        // channel's FIFO of waiting senders.
+        match tokio::task::unconstrained(stdin.send(chunk)).await {
             Ok(()) => Ok(WriteStatus::Accepted),
             Err(_) => Ok(WriteStatus::StdinClosed),
         }
@@ -376,6 +383,20 @@ async fn wait_for_exit(
 ) {
     // A pidfd polls readable once the process has exited (it is then a zombie until reaped).
     let _ = pidfd.readable().await;
+    // Output the child wrote before exiting may still sit in the pipe. Give the readers a
+    // moment to reach end of file, so that such output gets seqs before the exit event. The
+    // wait is cut short when descendants keep the streams open, and the zombie keeps the
+    // pid and process group reserved meanwhile, so terminate stays safe.
+    let mut changed = process.changed.subscribe();
+    let _ = tokio::time::timeout(EXIT_DRAIN_GRACE, async {
+        loop {
+            changed.borrow_and_update();
+            if process.state().log.open_streams() == 0 || changed.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
     {
         let mut state = process.state();
         let mut status: libc::c_int = 0;

@@ -1,0 +1,637 @@
+//! The process scenario suite: written once against `ProcessBackend`, run against the local
+//! environment and against the remote one (the real server binary on loopback).
+
+mod support;
+
+use bytes::Bytes;
+use exec_server_environment::{ProcessBackend, ProcessEvent, ProcessEvents};
+use exec_server_protocol::process::{
+    EnvInherit, EnvPolicy, OutputStream, ReadParams, StartParams, WriteStatus,
+};
+use exec_server_protocol::{error_codes, AbsolutePath};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use support::{within, Target, TestEnv};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn params(argv: &[&str]) -> StartParams {
+    StartParams {
+        process_id: format!("p{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: AbsolutePath::parse("/").unwrap(),
+        env_policy: None,
+        env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
+        tty: false,
+        pipe_stdin: false,
+        arg0: None,
+    }
+}
+
+fn sh(script: &str) -> StartParams {
+    params(&["/bin/sh", "-c", script])
+}
+
+/// Collects events until `Closed` (or the stream ends).
+async fn all_events(events: &mut ProcessEvents) -> Vec<ProcessEvent> {
+    within("the process to close", async {
+        let mut out = vec![];
+        while let Some(event) = events.next().await {
+            let done = matches!(event, ProcessEvent::Closed { .. } | ProcessEvent::Failed { .. });
+            out.push(event);
+            if done {
+                break;
+            }
+        }
+        out
+    })
+    .await
+}
+
+fn output(events: &[ProcessEvent]) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Output { chunk, .. } => Some(chunk.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn exit_of(events: &[ProcessEvent]) -> (i32, Option<i32>) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            ProcessEvent::Exited {
+                exit_code, signal, ..
+            } => Some((*exit_code, *signal)),
+            _ => None,
+        })
+        .expect("no exit event")
+}
+
+/// Runs a process to completion and returns its events.
+async fn run(env: &TestEnv, p: StartParams) -> Vec<ProcessEvent> {
+    let mut started = within("start", env.env.processes().start(p))
+        .await
+        .expect("start");
+    all_events(&mut started.events).await
+}
+
+/// Reads output via `process/read` until at least `want` bytes arrived.
+async fn read_until(env: &TestEnv, id: &str, want: &[u8]) -> Vec<u8> {
+    within("output via read", async {
+        let mut after = 0;
+        let mut got = vec![];
+        loop {
+            let r = env
+                .env
+                .processes()
+                .read(ReadParams {
+                    process_id: id.to_owned(),
+                    after_seq: Some(after),
+                    max_bytes: None,
+                    wait_ms: Some(5_000),
+                })
+                .await
+                .expect("read");
+            for c in &r.chunks {
+                got.extend_from_slice(&c.chunk);
+            }
+            after = r.next_seq - 1;
+            if got.windows(want.len()).any(|w| w == want) || r.closed {
+                return got;
+            }
+        }
+    })
+    .await
+}
+
+async fn exit_codes(target: Target) {
+    let env = TestEnv::new(target).await;
+    assert_eq!(exit_of(&run(&env, sh("exit 0")).await), (0, None));
+    assert_eq!(exit_of(&run(&env, sh("exit 7")).await), (7, None));
+    assert_eq!(exit_of(&run(&env, sh("kill -TERM $$")).await), (-1, Some(libc::SIGTERM)));
+    let mut tty = sh("kill -KILL $$");
+    tty.tty = true;
+    assert_eq!(exit_of(&run(&env, tty).await), (-1, Some(libc::SIGKILL)));
+}
+
+async fn seq_order_and_contiguity(target: Target) {
+    let env = TestEnv::new(target).await;
+    // The child prints to stderr only after the test has seen its stdout, so the order of
+    // the two streams is known without relying on timing.
+    let mut p = sh("printf out; read go; printf err >&2; exit 3");
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let first = within("stdout", started.events.next()).await.unwrap();
+    assert!(matches!(&first, ProcessEvent::Output { stream: OutputStream::Stdout, .. }));
+    env.env.processes().write(&id, Bytes::from_static(b"\n")).await.unwrap();
+    let mut events = vec![first];
+    events.extend(all_events(&mut started.events).await);
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| match e {
+            ProcessEvent::Output { seq, .. }
+            | ProcessEvent::Exited { seq, .. }
+            | ProcessEvent::Closed { seq } => *seq,
+            ProcessEvent::Failed { message } => panic!("failed: {message}"),
+        })
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{events:?}");
+    let n = events.len();
+    assert!(matches!(events[n - 2], ProcessEvent::Exited { exit_code: 3, .. }));
+    assert!(matches!(events[n - 1], ProcessEvent::Closed { .. }));
+    let streams: Vec<(OutputStream, Vec<u8>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Output { stream, chunk, .. } => Some((*stream, chunk.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        vec![
+            (OutputStream::Stdout, b"out".to_vec()),
+            (OutputStream::Stderr, b"err".to_vec())
+        ]
+    );
+    // The same history through `process/read`.
+    let id = {
+        let p = sh("printf a; exit 0");
+        let id = p.process_id.clone();
+        run(&env, p).await;
+        id
+    };
+    let r = env
+        .env
+        .processes()
+        .read(ReadParams {
+            process_id: id,
+            ..ReadParams::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.chunks.len(), 1);
+    assert_eq!((r.exited, r.exit_code, r.closed), (true, Some(0), true));
+    assert_eq!(r.next_seq, 2);
+    assert_eq!(r.first_retained_seq, Some(1));
+}
+
+async fn binary_safe_output(target: Target) {
+    let env = TestEnv::new(target).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bytes");
+    let all: Vec<u8> = (0..=255u8).cycle().take(256 * 300).collect();
+    std::fs::write(&file, &all).unwrap();
+    let events = run(&env, params(&["/bin/cat", file.to_str().unwrap()])).await;
+    assert_eq!(output(&events), all);
+}
+
+async fn pty_echoes_written_input(target: Target) {
+    let env = TestEnv::new(target).await;
+    let mut p = params(&["/bin/cat"]);
+    p.tty = true;
+    let id = p.process_id.clone();
+    let started = within("start", env.env.processes().start(p)).await.unwrap();
+    drop(started.events);
+    let status = env
+        .env
+        .processes()
+        .write(&id, Bytes::from_static(b"hello pty\n"))
+        .await
+        .unwrap();
+    assert_eq!(status, WriteStatus::Accepted);
+    // The terminal echoes the line, then cat prints it again: two copies, CRLF-translated.
+    let got = read_until(&env, &id, b"hello pty\r\nhello pty\r\n").await;
+    assert!(
+        got.windows(22).any(|w| w == b"hello pty\r\nhello pty\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let chunks = env
+        .env
+        .processes()
+        .read(ReadParams {
+            process_id: id.clone(),
+            ..ReadParams::default()
+        })
+        .await
+        .unwrap()
+        .chunks;
+    assert!(chunks.iter().all(|c| c.stream == OutputStream::Pty));
+    assert!(env.env.processes().terminate(&id).await.unwrap());
+}
+
+async fn pipe_stdin_write_then_read(target: Target) {
+    let env = TestEnv::new(target).await;
+    let mut p = params(&["/bin/cat"]);
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let started = within("start", env.env.processes().start(p)).await.unwrap();
+    drop(started.events);
+    let status = env
+        .env
+        .processes()
+        .write(&id, Bytes::from_static(b"ping\n"))
+        .await
+        .unwrap();
+    assert_eq!(status, WriteStatus::Accepted);
+    assert_eq!(read_until(&env, &id, b"ping\n").await, b"ping\n");
+    assert!(env.env.processes().terminate(&id).await.unwrap());
+}
+
+async fn pipelined_writes_arrive_in_order(target: Target) {
+    let env = TestEnv::new(target).await;
+    let mut p = params(&["/usr/bin/head", "-n", "1000"]);
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let processes = env.env.processes().clone();
+    // All writes are issued before any reply is awaited.
+    let writes = (0..1000).map(|i| {
+        let processes = processes.clone();
+        let id = id.clone();
+        async move { processes.write(&id, Bytes::from(format!("line {i}\n"))).await }
+    });
+    let statuses = within("1000 writes", futures::future::join_all(writes)).await;
+    assert!(statuses.iter().all(|s| matches!(s, Ok(WriteStatus::Accepted))));
+    let events = all_events(&mut started.events).await;
+    let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(String::from_utf8(output(&events)).unwrap(), expected);
+    assert_eq!(exit_of(&events), (0, None));
+}
+
+async fn write_without_stdin_is_stdin_closed(target: Target) {
+    let env = TestEnv::new(target).await;
+    let p = sh("cat; echo saw-eof");
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let status = env
+        .env
+        .processes()
+        .write(&id, Bytes::from_static(b"x\n"))
+        .await
+        .unwrap();
+    assert_eq!(status, WriteStatus::StdinClosed);
+    let events = all_events(&mut started.events).await;
+    assert_eq!(output(&events), b"saw-eof\n");
+    let unknown = env
+        .env
+        .processes()
+        .write("no-such-process", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(unknown, WriteStatus::UnknownProcess);
+}
+
+async fn terminate_then_exit_then_not_running(target: Target) {
+    let env = TestEnv::new(target).await;
+    let p = params(&["/bin/sleep", "100"]);
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    assert!(env.env.processes().terminate(&id).await.unwrap());
+    let events = all_events(&mut started.events).await;
+    assert_eq!(exit_of(&events), (-1, Some(libc::SIGKILL)));
+    assert!(!env.env.processes().terminate(&id).await.unwrap());
+    assert!(!env.env.processes().terminate("never-started").await.unwrap());
+}
+
+/// State letter from /proc/PID/stat, or None when the process is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+async fn terminate_kills_grandchild_that_traps_term(target: Target) {
+    for tty in [false, true] {
+        let env = TestEnv::new(target).await;
+        let mut p = sh(r#"sh -c 'trap "" TERM; echo GRANDCHILD=$$; while :; do sleep 1; done' & wait"#);
+        p.tty = tty;
+        let id = p.process_id.clone();
+        let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+        let mut seen = vec![];
+        let pid: u32 = within("grandchild pid", async {
+            loop {
+                match started.events.next().await {
+                    Some(ProcessEvent::Output { chunk, .. }) => {
+                        seen.extend_from_slice(&chunk);
+                        let text = String::from_utf8_lossy(&seen).into_owned();
+                        if let Some(line) = text.lines().find(|l| l.starts_with("GRANDCHILD=")) {
+                            if text.contains('\n') {
+                                break line["GRANDCHILD=".len()..].trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    other => panic!("unexpected event {other:?}"),
+                }
+            }
+        })
+        .await;
+        assert!(matches!(proc_state(pid), Some(s) if s != 'Z'), "grandchild should be alive");
+        assert!(env.env.processes().terminate(&id).await.unwrap());
+        let events = all_events(&mut started.events).await;
+        assert!(matches!(events.last(), Some(ProcessEvent::Closed { .. })));
+        // Closed means every holder of the output pipe or terminal is gone, the grandchild
+        // included. It may linger as a zombie until its new parent reaps it, but it is dead.
+        let state = proc_state(pid);
+        assert!(
+            state.is_none() || state == Some('Z'),
+            "grandchild {pid} survived terminate (tty={tty}): state {state:?}"
+        );
+    }
+}
+
+fn test_env_vars() -> &'static [(&'static str, &'static str)] {
+    &[
+        ("XS_TEST_PLAIN", "plain"),
+        ("XS_TEST_API_KEY", "key"),
+        ("xs_test_secret_lower", "secret"),
+        ("XS_TEST_TOKEN", "token"),
+        ("XS_TEST_DROP_ME", "drop"),
+    ]
+}
+
+/// The variables the env tests look for, present in this process (the local environment's
+/// server) and inherited by every server it starts. Set once, before any test reads them.
+fn ensure_test_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (k, v) in test_env_vars() {
+            std::env::set_var(k, v);
+        }
+    });
+}
+
+async fn child_env(env: &TestEnv, policy: Option<EnvPolicy>, overlay: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut p = params(&["/usr/bin/env"]);
+    p.env_policy = policy;
+    p.env = overlay.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let out = String::from_utf8(output(&run(env, p).await)).unwrap();
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn environment_is_exact_and_policies_apply(target: Target) {
+    ensure_test_env();
+    let env = TestEnv::new(target).await;
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+
+    // No policy: exactly `env`, nothing of the server's leaks.
+    assert_eq!(child_env(&env, None, &[("ONLY", "1")]).await, map(&[("ONLY", "1")]));
+
+    // inherit all: server variables, minus default excludes (case-insensitive).
+    let all = child_env(&env, Some(EnvPolicy::default()), &[]).await;
+    assert_eq!(all.get("XS_TEST_PLAIN").map(String::as_str), Some("plain"));
+    assert!(all.contains_key("PATH"));
+    for hidden in ["XS_TEST_API_KEY", "xs_test_secret_lower", "XS_TEST_TOKEN"] {
+        assert!(!all.contains_key(hidden), "{hidden} should be excluded by default");
+    }
+
+    // ignoreDefaultExcludes keeps them; `exclude` globs are case-insensitive.
+    let kept = child_env(
+        &env,
+        Some(EnvPolicy {
+            ignore_default_excludes: true,
+            exclude: vec!["xs_test_d?op_*".into()],
+            ..EnvPolicy::default()
+        }),
+        &[],
+    )
+    .await;
+    assert_eq!(kept.get("XS_TEST_TOKEN").map(String::as_str), Some("token"));
+    assert_eq!(kept.get("xs_test_secret_lower").map(String::as_str), Some("secret"));
+    assert!(!kept.contains_key("XS_TEST_DROP_ME"));
+
+    // inherit core: only core names survive.
+    let core = child_env(
+        &env,
+        Some(EnvPolicy {
+            inherit: EnvInherit::Core,
+            ..EnvPolicy::default()
+        }),
+        &[],
+    )
+    .await;
+    assert!(core.contains_key("PATH"));
+    assert!(!core.contains_key("XS_TEST_PLAIN"));
+    let core_names = ["HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"];
+    assert!(core.keys().all(|k| core_names.contains(&k.as_str())), "{core:?}");
+
+    // inherit none + set + includeOnly, then the overlay wins and is kept.
+    let none = child_env(
+        &env,
+        Some(EnvPolicy {
+            inherit: EnvInherit::None,
+            set: map(&[("SET_A", "a"), ("SET_B", "b"), ("OVER", "from-set")]),
+            include_only: vec!["set_a".into(), "OVER".into()],
+            ..EnvPolicy::default()
+        }),
+        &[("OVER", "from-env"), ("EXTRA", "x")],
+    )
+    .await;
+    assert_eq!(
+        none,
+        map(&[("SET_A", "a"), ("OVER", "from-env"), ("EXTRA", "x")])
+    );
+}
+
+async fn cwd_is_honoured(target: Target) {
+    let env = TestEnv::new(target).await;
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = dir.path().canonicalize().unwrap();
+    let mut p = params(&["/bin/pwd", "-P"]);
+    p.cwd = AbsolutePath::from_path(&canonical).unwrap();
+    let out = output(&run(&env, p).await);
+    assert_eq!(String::from_utf8(out).unwrap().trim_end(), canonical.to_str().unwrap());
+}
+
+async fn duplicate_ids_and_empty_argv(target: Target) {
+    let env = TestEnv::new(target).await;
+    let p = params(&["/bin/sleep", "100"]);
+    let id = p.process_id.clone();
+    let _started = within("start", env.env.processes().start(p.clone())).await.unwrap();
+    let err = env.env.processes().start(p).await.err().expect("duplicate must fail");
+    assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    env.env.processes().terminate(&id).await.unwrap();
+
+    // Concurrent starts of one id: exactly one wins.
+    let p = params(&["/bin/sleep", "100"]);
+    let id = p.process_id.clone();
+    let starts = (0..8).map(|_| env.env.processes().start(p.clone()));
+    let results = within("concurrent starts", futures::future::join_all(starts)).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), error_codes::INVALID_REQUEST, "{r}");
+    }
+    env.env.processes().terminate(&id).await.unwrap();
+
+    let err = env.env.processes().start(params(&[])).await.err().expect("empty argv");
+    assert_eq!(err.code(), error_codes::INVALID_PARAMS, "{err}");
+
+    let err = env
+        .env
+        .processes()
+        .start(params(&["/definitely/not/a/program"]))
+        .await
+        .err()
+        .expect("missing program");
+    assert_eq!(err.code(), error_codes::INTERNAL_ERROR, "{err}");
+
+    let err = env
+        .env
+        .processes()
+        .read(ReadParams {
+            process_id: "nope".into(),
+            ..ReadParams::default()
+        })
+        .await
+        .err()
+        .expect("unknown process");
+    assert_eq!(err.code(), error_codes::INVALID_REQUEST);
+    assert!(err.to_string().contains("unknown process id nope"), "{err}");
+}
+
+async fn long_poll_returns_when_output_arrives(target: Target) {
+    let env = TestEnv::new(target).await;
+    let mut p = sh("read line; echo got-$line");
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let started = within("start", env.env.processes().start(p)).await.unwrap();
+    drop(started.events);
+    let processes = env.env.processes().clone();
+    let poll_id = id.clone();
+    // The process prints nothing until it is written to, so the read can only return early
+    // (with output) because the output arrived; a timeout would return no chunks.
+    let poll = tokio::spawn(async move {
+        processes
+            .read(ReadParams {
+                process_id: poll_id,
+                after_seq: Some(0),
+                max_bytes: None,
+                wait_ms: Some(60_000),
+            })
+            .await
+    });
+    let status = env.env.processes().write(&id, Bytes::from_static(b"x\n")).await.unwrap();
+    assert_eq!(status, WriteStatus::Accepted);
+    let r = within("the long poll", poll).await.unwrap().unwrap();
+    let text: Vec<u8> = r.chunks.iter().flat_map(|c| c.chunk.to_vec()).collect();
+    assert!(text.starts_with(b"got-x"), "{:?}", String::from_utf8_lossy(&text));
+}
+
+async fn max_bytes_is_respected_and_chunks_never_split(target: Target) {
+    let env = TestEnv::new(target).await;
+    // Many writes of assorted sizes; well under the default retention.
+    let p = sh("i=0; while [ $i -lt 200 ]; do head -c $((i * 37 % 3000 + 1)) /dev/zero; i=$((i+1)); done");
+    let id = p.process_id.clone();
+    let events = run(&env, p).await;
+    let whole = output(&events);
+    let chunk_sizes: BTreeMap<u64, usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Output { seq, chunk, .. } => Some((*seq, chunk.len())),
+            _ => None,
+        })
+        .collect();
+    for max in [1u64, 100, 1000, 4096, 10_000] {
+        let mut after = 0;
+        let mut got = vec![];
+        loop {
+            let r = env
+                .env
+                .processes()
+                .read(ReadParams {
+                    process_id: id.clone(),
+                    after_seq: Some(after),
+                    max_bytes: Some(max),
+                    wait_ms: None,
+                })
+                .await
+                .unwrap();
+            if r.chunks.is_empty() {
+                break;
+            }
+            let total: u64 = r.chunks.iter().map(|c| c.chunk.len() as u64).sum();
+            assert!(
+                total <= max || r.chunks.len() == 1,
+                "maxBytes {max} exceeded by {} chunks totalling {total}",
+                r.chunks.len()
+            );
+            for c in &r.chunks {
+                assert_eq!(chunk_sizes[&c.seq], c.chunk.len(), "chunk {} was split", c.seq);
+                got.extend_from_slice(&c.chunk);
+            }
+            after = r.next_seq - 1;
+        }
+        assert_eq!(got, whole, "paging with maxBytes {max} lost or duplicated bytes");
+    }
+}
+
+async fn eviction_reports_first_retained_seq(target: Target) {
+    const RETAINED: usize = 64 * 1024;
+    let env = TestEnv::with_retention(target, Some(RETAINED)).await;
+    // 1 MiB of patterned output, far more than the retention budget.
+    let p = sh("i=0; while [ $i -lt 4096 ]; do printf '%0255d\\n' $i; i=$((i+1)); done");
+    let id = p.process_id.clone();
+    let events = run(&env, p).await;
+    let chunks: Vec<(u64, Vec<u8>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Output { seq, chunk, .. } => Some((*seq, chunk.to_vec())),
+            _ => None,
+        })
+        .collect();
+    let whole: Vec<u8> = chunks.iter().flat_map(|(_, c)| c.clone()).collect();
+    assert_eq!(whole.len(), 4096 * 256, "the live stream must lose nothing");
+
+    // Expected retention: evict oldest whole chunks while over budget.
+    let mut retained: std::collections::VecDeque<&(u64, Vec<u8>)> = chunks.iter().collect();
+    let mut total: usize = chunks.iter().map(|(_, c)| c.len()).sum();
+    let mut expected_first = 1;
+    while total > RETAINED {
+        let (seq, c) = retained.pop_front().unwrap();
+        total -= c.len();
+        expected_first = seq + 1;
+    }
+    let r = env
+        .env
+        .processes()
+        .read(ReadParams {
+            process_id: id,
+            ..ReadParams::default()
+        })
+        .await
+        .unwrap();
+    assert!(expected_first > 1, "the test must evict something");
+    assert_eq!(r.first_retained_seq, Some(expected_first));
+    assert_eq!(r.chunks.first().map(|c| c.seq), Some(expected_first));
+    let kept: Vec<u8> = r.chunks.iter().flat_map(|c| c.chunk.to_vec()).collect();
+    assert!(kept.len() <= RETAINED);
+    assert_eq!(kept[..], whole[whole.len() - kept.len()..], "retained bytes must be the tail");
+}
+
+both_targets! {
+    exit_codes_and_signals => crate::exit_codes;
+    seqs_are_ordered_and_contiguous => crate::seq_order_and_contiguity;
+    output_is_binary_safe => crate::binary_safe_output;
+    pty_echoes_input => crate::pty_echoes_written_input;
+    pipe_stdin_round_trip => crate::pipe_stdin_write_then_read;
+    pipelined_writes_in_order => crate::pipelined_writes_arrive_in_order;
+    write_without_stdin => crate::write_without_stdin_is_stdin_closed;
+    terminate_semantics => crate::terminate_then_exit_then_not_running;
+    terminate_kills_the_tree => crate::terminate_kills_grandchild_that_traps_term;
+    environment_policies => crate::environment_is_exact_and_policies_apply;
+    cwd => crate::cwd_is_honoured;
+    duplicates_and_bad_starts => crate::duplicate_ids_and_empty_argv;
+    long_poll => crate::long_poll_returns_when_output_arrives;
+    max_bytes => crate::max_bytes_is_respected_and_chunks_never_split;
+    eviction => crate::eviction_reports_first_retained_seq;
+}

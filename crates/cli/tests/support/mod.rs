@@ -1,0 +1,133 @@
+//! Shared test support: a real `exec-server` on loopback, and the local/remote switch that
+//! lets one scenario run against both environments.
+#![allow(dead_code)]
+
+use exec_server_environment::local::ProcessConfig;
+use exec_server_environment::Environment;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Every await in these tests is bounded by this.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// Awaits `future`, failing the test (with `what`) if it takes longer than [`STEP`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(STEP, future).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {STEP:?} waiting for {what}"),
+    }
+}
+
+/// A running `exec-server serve` child, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts the real binary on 127.0.0.1:0 with extra `serve` arguments, and reads the URL
+    /// it prints as its first stdout line.
+    pub fn start(extra_args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
+            .args(["serve", "--listen", "ws://127.0.0.1:0"])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("failed to start exec-server");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("failed to read the server's URL line");
+        let url = line.trim().to_owned();
+        assert!(url.starts_with("ws://127.0.0.1:"), "unexpected first line {url:?}");
+        ServerProcess { child, url }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which implementation a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Local,
+    Remote,
+}
+
+/// An environment under test; for remote ones it keeps the server alive.
+pub struct TestEnv {
+    pub env: Environment,
+    pub server: Option<ServerProcess>,
+}
+
+impl TestEnv {
+    pub async fn new(target: Target) -> TestEnv {
+        Self::with_retention(target, None).await
+    }
+
+    /// With a custom retained-output budget per process.
+    pub async fn with_retention(target: Target, retained_output_bytes: Option<usize>) -> TestEnv {
+        match target {
+            Target::Local => {
+                let mut config = ProcessConfig::default();
+                if let Some(bytes) = retained_output_bytes {
+                    config.retained_output_bytes = bytes;
+                }
+                TestEnv {
+                    env: Environment::local_with(config),
+                    server: None,
+                }
+            }
+            Target::Remote => {
+                let retention = retained_output_bytes.map(|b| b.to_string());
+                let mut args = vec![];
+                if let Some(r) = &retention {
+                    args.extend(["--retained-output-bytes", r.as_str()]);
+                }
+                let server = ServerProcess::start(&args);
+                let env = within(
+                    "connect",
+                    exec_server_client::connect_environment(&server.url),
+                )
+                .await
+                .expect("connect to the test server");
+                TestEnv {
+                    env,
+                    server: Some(server),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `$name` as two tests, `local` and `remote`, each calling `$body(Target)`.
+#[macro_export]
+macro_rules! both_targets {
+    ($($name:ident => $body:path;)*) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn local() {
+                    $body($crate::support::Target::Local).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn remote() {
+                    $body($crate::support::Target::Remote).await;
+                }
+            }
+        )*
+    };
+}
