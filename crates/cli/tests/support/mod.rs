@@ -2,6 +2,8 @@
 //! lets one scenario run against both environments.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use exec_server_environment::local::ProcessConfig;
 use exec_server_environment::Environment;
 use std::future::Future;
@@ -44,7 +46,10 @@ impl ServerProcess {
             .read_line(&mut line)
             .expect("failed to read the server's URL line");
         let url = line.trim().to_owned();
-        assert!(url.starts_with("ws://127.0.0.1:"), "unexpected first line {url:?}");
+        assert!(
+            url.starts_with("ws://127.0.0.1:"),
+            "unexpected first line {url:?}"
+        );
         ServerProcess { child, url }
     }
 
