@@ -37,7 +37,10 @@ async fn all_events(events: &mut ProcessEvents) -> Vec<ProcessEvent> {
     within("the process to close", async {
         let mut out = vec![];
         while let Some(event) = events.next().await {
-            let done = matches!(event, ProcessEvent::Closed { .. } | ProcessEvent::Failed { .. });
+            let done = matches!(
+                event,
+                ProcessEvent::Closed { .. } | ProcessEvent::Failed { .. }
+            );
             out.push(event);
             if done {
                 break;
@@ -69,6 +72,18 @@ fn exit_of(events: &[ProcessEvent]) -> (i32, Option<i32>) {
             _ => None,
         })
         .expect("no exit event")
+}
+
+/// Asserts a death by `signal`: `exitCode: -1` and the signal number. Against another server
+/// (interop runs) only a non-zero code is required: `signal` is our addition, and the codex
+/// server reports a PTY child's signal death as exit code 1.
+fn assert_killed_by(events: &[ProcessEvent], signal: i32) {
+    let (code, sig) = exit_of(events);
+    if support::against_another_server() {
+        assert_ne!(code, 0, "{events:?}");
+        return;
+    }
+    assert_eq!((code, sig), (-1, Some(signal)), "{events:?}");
 }
 
 /// Runs a process to completion and returns its events.
@@ -112,10 +127,10 @@ async fn exit_codes(target: Target) {
     let env = TestEnv::new(target).await;
     assert_eq!(exit_of(&run(&env, sh("exit 0")).await), (0, None));
     assert_eq!(exit_of(&run(&env, sh("exit 7")).await), (7, None));
-    assert_eq!(exit_of(&run(&env, sh("kill -TERM $$")).await), (-1, Some(libc::SIGTERM)));
+    assert_killed_by(&run(&env, sh("kill -TERM $$")).await, libc::SIGTERM);
     let mut tty = sh("kill -KILL $$");
     tty.tty = true;
-    assert_eq!(exit_of(&run(&env, tty).await), (-1, Some(libc::SIGKILL)));
+    assert_killed_by(&run(&env, tty).await, libc::SIGKILL);
 }
 
 async fn seq_order_and_contiguity(target: Target) {
@@ -127,8 +142,18 @@ async fn seq_order_and_contiguity(target: Target) {
     let id = p.process_id.clone();
     let mut started = within("start", env.env.processes().start(p)).await.unwrap();
     let first = within("stdout", started.events.next()).await.unwrap();
-    assert!(matches!(&first, ProcessEvent::Output { stream: OutputStream::Stdout, .. }));
-    env.env.processes().write(&id, Bytes::from_static(b"\n")).await.unwrap();
+    assert!(matches!(
+        &first,
+        ProcessEvent::Output {
+            stream: OutputStream::Stdout,
+            ..
+        }
+    ));
+    env.env
+        .processes()
+        .write(&id, Bytes::from_static(b"\n"))
+        .await
+        .unwrap();
     let mut events = vec![first];
     events.extend(all_events(&mut started.events).await);
     let seqs: Vec<u64> = events
@@ -140,9 +165,22 @@ async fn seq_order_and_contiguity(target: Target) {
             ProcessEvent::Failed { message } => panic!("failed: {message}"),
         })
         .collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{events:?}");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "{events:?}"
+    );
     let n = events.len();
-    assert!(matches!(events[n - 2], ProcessEvent::Exited { exit_code: 3, .. }));
+    // Output written before the exit precedes it here; the codex server may number a late
+    // stderr chunk after the exit, so interop runs only check that the exit is there.
+    if support::against_another_server() {
+        assert_eq!(exit_of(&events), (3, None));
+    } else {
+        assert!(matches!(
+            events[n - 2],
+            ProcessEvent::Exited { exit_code: 3, .. }
+        ));
+    }
     assert!(matches!(events[n - 1], ProcessEvent::Closed { .. }));
     let streams: Vec<(OutputStream, Vec<u8>)> = events
         .iter()
@@ -176,8 +214,13 @@ async fn seq_order_and_contiguity(target: Target) {
         .unwrap();
     assert_eq!(r.chunks.len(), 1);
     assert_eq!((r.exited, r.exit_code, r.closed), (true, Some(0), true));
-    assert_eq!(r.next_seq, 2);
-    assert_eq!(r.first_retained_seq, Some(1));
+    assert_eq!(r.next_seq, r.chunks[0].seq + 1);
+    // `firstRetainedSeq` is our addition; the codex server (interop runs) has no such field,
+    // and may number the exit before the output.
+    if !support::against_another_server() {
+        assert_eq!(r.chunks[0].seq, 1);
+        assert_eq!(r.first_retained_seq, Some(1));
+    }
 }
 
 async fn binary_safe_output(target: Target) {
@@ -254,10 +297,16 @@ async fn pipelined_writes_arrive_in_order(target: Target) {
     let writes = (0..1000).map(|i| {
         let processes = processes.clone();
         let id = id.clone();
-        async move { processes.write(&id, Bytes::from(format!("line {i}\n"))).await }
+        async move {
+            processes
+                .write(&id, Bytes::from(format!("line {i}\n")))
+                .await
+        }
     });
     let statuses = within("1000 writes", futures::future::join_all(writes)).await;
-    assert!(statuses.iter().all(|s| matches!(s, Ok(WriteStatus::Accepted))));
+    assert!(statuses
+        .iter()
+        .all(|s| matches!(s, Ok(WriteStatus::Accepted))));
     let events = all_events(&mut started.events).await;
     let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
     assert_eq!(String::from_utf8(output(&events)).unwrap(), expected);
@@ -294,9 +343,14 @@ async fn terminate_then_exit_then_not_running(target: Target) {
     let mut started = within("start", env.env.processes().start(p)).await.unwrap();
     assert!(env.env.processes().terminate(&id).await.unwrap());
     let events = all_events(&mut started.events).await;
-    assert_eq!(exit_of(&events), (-1, Some(libc::SIGKILL)));
+    assert_killed_by(&events, libc::SIGKILL);
     assert!(!env.env.processes().terminate(&id).await.unwrap());
-    assert!(!env.env.processes().terminate("never-started").await.unwrap());
+    assert!(!env
+        .env
+        .processes()
+        .terminate("never-started")
+        .await
+        .unwrap());
 }
 
 /// State letter from /proc/PID/stat, or None when the process is gone.
@@ -308,7 +362,8 @@ fn proc_state(pid: u32) -> Option<char> {
 async fn terminate_kills_grandchild_that_traps_term(target: Target) {
     for tty in [false, true] {
         let env = TestEnv::new(target).await;
-        let mut p = sh(r#"sh -c 'trap "" TERM; echo GRANDCHILD=$$; while :; do sleep 1; done' & wait"#);
+        let mut p =
+            sh(r#"sh -c 'trap "" TERM; echo GRANDCHILD=$$; while :; do sleep 1; done' & wait"#);
         p.tty = tty;
         let id = p.process_id.clone();
         let mut started = within("start", env.env.processes().start(p)).await.unwrap();
@@ -330,7 +385,10 @@ async fn terminate_kills_grandchild_that_traps_term(target: Target) {
             }
         })
         .await;
-        assert!(matches!(proc_state(pid), Some(s) if s != 'Z'), "grandchild should be alive");
+        assert!(
+            matches!(proc_state(pid), Some(s) if s != 'Z'),
+            "grandchild should be alive"
+        );
         assert!(env.env.processes().terminate(&id).await.unwrap());
         let events = all_events(&mut started.events).await;
         assert!(matches!(events.last(), Some(ProcessEvent::Closed { .. })));
@@ -365,10 +423,17 @@ fn ensure_test_env() {
     });
 }
 
-async fn child_env(env: &TestEnv, policy: Option<EnvPolicy>, overlay: &[(&str, &str)]) -> BTreeMap<String, String> {
+async fn child_env(
+    env: &TestEnv,
+    policy: Option<EnvPolicy>,
+    overlay: &[(&str, &str)],
+) -> BTreeMap<String, String> {
     let mut p = params(&["/usr/bin/env"]);
     p.env_policy = policy;
-    p.env = overlay.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    p.env = overlay
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let out = String::from_utf8(output(&run(env, p).await)).unwrap();
     out.lines()
         .filter_map(|l| l.split_once('='))
@@ -380,18 +445,27 @@ async fn environment_is_exact_and_policies_apply(target: Target) {
     ensure_test_env();
     let env = TestEnv::new(target).await;
     let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
 
     // No policy: exactly `env`, nothing of the server's leaks.
-    assert_eq!(child_env(&env, None, &[("ONLY", "1")]).await, map(&[("ONLY", "1")]));
+    assert_eq!(
+        child_env(&env, None, &[("ONLY", "1")]).await,
+        map(&[("ONLY", "1")])
+    );
 
     // inherit all: server variables, minus default excludes (case-insensitive).
     let all = child_env(&env, Some(EnvPolicy::default()), &[]).await;
     assert_eq!(all.get("XS_TEST_PLAIN").map(String::as_str), Some("plain"));
     assert!(all.contains_key("PATH"));
     for hidden in ["XS_TEST_API_KEY", "xs_test_secret_lower", "XS_TEST_TOKEN"] {
-        assert!(!all.contains_key(hidden), "{hidden} should be excluded by default");
+        assert!(
+            !all.contains_key(hidden),
+            "{hidden} should be excluded by default"
+        );
     }
 
     // ignoreDefaultExcludes keeps them; `exclude` globs are case-insensitive.
@@ -406,7 +480,10 @@ async fn environment_is_exact_and_policies_apply(target: Target) {
     )
     .await;
     assert_eq!(kept.get("XS_TEST_TOKEN").map(String::as_str), Some("token"));
-    assert_eq!(kept.get("xs_test_secret_lower").map(String::as_str), Some("secret"));
+    assert_eq!(
+        kept.get("xs_test_secret_lower").map(String::as_str),
+        Some("secret")
+    );
     assert!(!kept.contains_key("XS_TEST_DROP_ME"));
 
     // inherit core: only core names survive.
@@ -421,8 +498,14 @@ async fn environment_is_exact_and_policies_apply(target: Target) {
     .await;
     assert!(core.contains_key("PATH"));
     assert!(!core.contains_key("XS_TEST_PLAIN"));
-    let core_names = ["HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"];
-    assert!(core.keys().all(|k| core_names.contains(&k.as_str())), "{core:?}");
+    let core_names = [
+        "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR",
+        "USER",
+    ];
+    assert!(
+        core.keys().all(|k| core_names.contains(&k.as_str())),
+        "{core:?}"
+    );
 
     // inherit none + set + includeOnly, then the overlay wins and is kept.
     let none = child_env(
@@ -449,15 +532,26 @@ async fn cwd_is_honoured(target: Target) {
     let mut p = params(&["/bin/pwd", "-P"]);
     p.cwd = AbsolutePath::from_path(&canonical).unwrap();
     let out = output(&run(&env, p).await);
-    assert_eq!(String::from_utf8(out).unwrap().trim_end(), canonical.to_str().unwrap());
+    assert_eq!(
+        String::from_utf8(out).unwrap().trim_end(),
+        canonical.to_str().unwrap()
+    );
 }
 
 async fn duplicate_ids_and_empty_argv(target: Target) {
     let env = TestEnv::new(target).await;
     let p = params(&["/bin/sleep", "100"]);
     let id = p.process_id.clone();
-    let _started = within("start", env.env.processes().start(p.clone())).await.unwrap();
-    let err = env.env.processes().start(p).await.err().expect("duplicate must fail");
+    let _started = within("start", env.env.processes().start(p.clone()))
+        .await
+        .unwrap();
+    let err = env
+        .env
+        .processes()
+        .start(p)
+        .await
+        .err()
+        .expect("duplicate must fail");
     assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
     assert!(err.to_string().contains("already exists"), "{err}");
     env.env.processes().terminate(&id).await.unwrap();
@@ -473,7 +567,13 @@ async fn duplicate_ids_and_empty_argv(target: Target) {
     }
     env.env.processes().terminate(&id).await.unwrap();
 
-    let err = env.env.processes().start(params(&[])).await.err().expect("empty argv");
+    let err = env
+        .env
+        .processes()
+        .start(params(&[]))
+        .await
+        .err()
+        .expect("empty argv");
     assert_eq!(err.code(), error_codes::INVALID_PARAMS, "{err}");
 
     let err = env
@@ -520,17 +620,28 @@ async fn long_poll_returns_when_output_arrives(target: Target) {
             })
             .await
     });
-    let status = env.env.processes().write(&id, Bytes::from_static(b"x\n")).await.unwrap();
+    let status = env
+        .env
+        .processes()
+        .write(&id, Bytes::from_static(b"x\n"))
+        .await
+        .unwrap();
     assert_eq!(status, WriteStatus::Accepted);
     let r = within("the long poll", poll).await.unwrap().unwrap();
     let text: Vec<u8> = r.chunks.iter().flat_map(|c| c.chunk.to_vec()).collect();
-    assert!(text.starts_with(b"got-x"), "{:?}", String::from_utf8_lossy(&text));
+    assert!(
+        text.starts_with(b"got-x"),
+        "{:?}",
+        String::from_utf8_lossy(&text)
+    );
 }
 
 async fn max_bytes_is_respected_and_chunks_never_split(target: Target) {
     let env = TestEnv::new(target).await;
     // Many writes of assorted sizes; well under the default retention.
-    let p = sh("i=0; while [ $i -lt 200 ]; do head -c $((i * 37 % 3000 + 1)) /dev/zero; i=$((i+1)); done");
+    let p = sh(
+        "i=0; while [ $i -lt 200 ]; do head -c $((i * 37 % 3000 + 1)) /dev/zero; i=$((i+1)); done",
+    );
     let id = p.process_id.clone();
     let events = run(&env, p).await;
     let whole = output(&events);
@@ -566,17 +677,29 @@ async fn max_bytes_is_respected_and_chunks_never_split(target: Target) {
                 r.chunks.len()
             );
             for c in &r.chunks {
-                assert_eq!(chunk_sizes[&c.seq], c.chunk.len(), "chunk {} was split", c.seq);
+                assert_eq!(
+                    chunk_sizes[&c.seq],
+                    c.chunk.len(),
+                    "chunk {} was split",
+                    c.seq
+                );
                 got.extend_from_slice(&c.chunk);
             }
             after = r.next_seq - 1;
         }
-        assert_eq!(got, whole, "paging with maxBytes {max} lost or duplicated bytes");
+        assert_eq!(
+            got, whole,
+            "paging with maxBytes {max} lost or duplicated bytes"
+        );
     }
 }
 
 async fn eviction_reports_first_retained_seq(target: Target) {
     const RETAINED: usize = 64 * 1024;
+    if support::against_another_server() {
+        eprintln!("SKIPPED eviction: it needs a server started with a small retention");
+        return;
+    }
     let env = TestEnv::with_retention(target, Some(RETAINED)).await;
     // 1 MiB of patterned output, far more than the retention budget.
     let p = sh("i=0; while [ $i -lt 4096 ]; do printf '%0255d\\n' $i; i=$((i+1)); done");
@@ -615,7 +738,11 @@ async fn eviction_reports_first_retained_seq(target: Target) {
     assert_eq!(r.chunks.first().map(|c| c.seq), Some(expected_first));
     let kept: Vec<u8> = r.chunks.iter().flat_map(|c| c.chunk.to_vec()).collect();
     assert!(kept.len() <= RETAINED);
-    assert_eq!(kept[..], whole[whole.len() - kept.len()..], "retained bytes must be the tail");
+    assert_eq!(
+        kept[..],
+        whole[whole.len() - kept.len()..],
+        "retained bytes must be the tail"
+    );
 }
 
 both_targets! {

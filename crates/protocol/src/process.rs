@@ -39,7 +39,8 @@ pub enum EnvInherit {
     /// Every variable of the server.
     #[default]
     All,
-    /// Only the core variables (HOME, LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP).
+    /// Only the core variables (HOME, LANG, LC_ALL, LC_CTYPE, LOGNAME, PATH, SHELL, TEMP, TMP,
+    /// TMPDIR, USER).
     Core,
     /// Nothing.
     None,

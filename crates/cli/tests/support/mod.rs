@@ -65,6 +65,12 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Whether the remote half of the suite runs against another implementation (see
+/// `scripts/interop-codex.sh`), where this project's additions are absent.
+pub fn against_another_server() -> bool {
+    std::env::var_os("EXEC_SERVER_TEST_URL").is_some()
+}
+
 /// Which implementation a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -97,6 +103,14 @@ impl TestEnv {
                 }
             }
             Target::Remote => {
+                // `scripts/interop-codex.sh` points the remote half of the suite at another
+                // server implementation (the codex exec-server) through this variable.
+                if let Ok(url) = std::env::var("EXEC_SERVER_TEST_URL") {
+                    let env = within("connect", exec_server_client::connect_environment(&url))
+                        .await
+                        .expect("connect to EXEC_SERVER_TEST_URL");
+                    return TestEnv { env, server: None };
+                }
                 let retention = retained_output_bytes.map(|b| b.to_string());
                 let mut args = vec![];
                 if let Some(r) = &retention {

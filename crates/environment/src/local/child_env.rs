@@ -4,9 +4,11 @@ use exec_server_protocol::process::{EnvInherit, EnvPolicy};
 use std::collections::BTreeMap;
 use wildmatch::WildMatch;
 
-/// Variables kept by `inherit: "core"`.
+/// Variables kept by `inherit: "core"`: the list the codex 0.123 exec-server keeps on Unix,
+/// observed by running it (see `scripts/interop-codex.sh`).
 const CORE_VARIABLES: &[&str] = &[
-    "HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP",
+    "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR",
+    "USER",
 ];
 
 /// Names dropped unless `ignoreDefaultExcludes`: likely secrets.
