@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use exec_server_environment::{ProcessBackend, ProcessEvent, ProcessEvents};
+use exec_server_environment::{ProcessEvent, ProcessEvents};
 use exec_server_protocol::process::{
     EnvInherit, EnvPolicy, OutputStream, ReadParams, StartParams, WriteStatus,
 };
@@ -599,8 +599,7 @@ async fn duplicate_ids_and_empty_argv(target: Target) {
             ..ReadParams::default()
         })
         .await
-        .err()
-        .expect("unknown process");
+        .expect_err("unknown process");
     assert_eq!(err.code(), error_codes::INVALID_REQUEST);
     assert!(err.to_string().contains("unknown process id nope"), "{err}");
 }
