@@ -1,9 +1,11 @@
 //! `exec-server`: run a server, or use one.
 
+mod fs;
 mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use exec_server_daemon::watchdog::WATCHDOG_ARG;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -23,9 +25,22 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a command locally or on a server, streaming its output; exits with its exit code.
     Run(run::RunArgs),
+    /// File operations on a server, or here without `--url`: ls, stat, cat, put, get, mkdir,
+    /// rm, cp, mv.
+    Fs(fs::FsArgs),
 }
 
 fn main() -> ExitCode {
+    // The watchdog is this binary re-executed by `serve`; it needs neither clap nor a runtime.
+    if std::env::args_os().nth(1).as_deref() == Some(WATCHDOG_ARG.as_ref()) {
+        return match exec_server_daemon::watchdog::run_watchdog() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("exec-server watchdog: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -48,6 +63,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await.map(|()| 0),
             Command::Run(args) => run::run(args).await,
+            Command::Fs(args) => fs::run(args).await,
         }
     });
     match result {

@@ -108,6 +108,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             }) => exit = Some((exit_code, signal)),
             Some(ProcessEvent::Closed { .. }) | None => break,
             Some(ProcessEvent::Failed { message }) => anyhow::bail!("{message}"),
+            Some(ProcessEvent::Gap { from_seq, to_seq }) => {
+                eprintln!(
+                    "exec-server: output chunks {from_seq}..={to_seq} were lost while the \
+                     connection was down (raise the server's --retained-output-bytes)"
+                );
+            }
         }
     }
     Ok(match exit {

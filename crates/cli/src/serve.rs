@@ -1,8 +1,10 @@
 //! `exec-server serve`.
 
 use anyhow::Context;
+use exec_server_daemon::watchdog::Watchdog;
 use exec_server_daemon::{ListenUrl, Server, ServerConfig};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -19,6 +21,9 @@ pub struct ServeArgs {
     /// Most processes one session may hold (running or recently exited).
     #[arg(long, default_value_t = ServerConfig::default().process.max_processes)]
     max_processes_per_session: usize,
+    /// Largest file `fs/readFile` returns whole, in bytes; bigger files are read in ranges.
+    #[arg(long, default_value_t = ServerConfig::default().filesystem.max_read_bytes)]
+    max_read_bytes: u64,
     /// Seconds a session survives without a connection before its processes are killed.
     #[arg(long, default_value_t = ServerConfig::default().session_ttl.as_secs())]
     session_ttl: u64,
@@ -33,6 +38,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     config.process.retained_output_bytes = args.retained_output_bytes;
     config.process.max_processes = args.max_processes_per_session;
+    config.filesystem.max_read_bytes = args.max_read_bytes;
+
+    // Kills our process groups if this process dies without doing it (SIGKILL, crash).
+    let exe =
+        std::env::current_exe().context("cannot find this executable to start the watchdog")?;
+    let watchdog = Arc::new(Watchdog::spawn(&exe).context("failed to start the watchdog")?);
+    config.process.group_watcher = Some(watchdog.clone());
 
     let server = Server::bind(&listen, config)
         .await
@@ -43,7 +55,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(url = %server.url(), "serving");
-    server.serve_until(shutdown_signal()).await?;
+    let served = server.serve_until(shutdown_signal()).await;
+    // serve_until has killed every process group; the watchdog has nothing left to do.
+    watchdog.disarm();
+    served?;
     Ok(())
 }
 

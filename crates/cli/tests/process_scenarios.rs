@@ -162,7 +162,7 @@ async fn seq_order_and_contiguity(target: Target) {
             ProcessEvent::Output { seq, .. }
             | ProcessEvent::Exited { seq, .. }
             | ProcessEvent::Closed { seq } => *seq,
-            ProcessEvent::Failed { message } => panic!("failed: {message}"),
+            other => panic!("unexpected event {other:?}"),
         })
         .collect();
     assert_eq!(

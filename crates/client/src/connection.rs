@@ -1,7 +1,15 @@
-//! `ExecServerClient`: one websocket to a server, JSON-RPC calls with pending-reply tracking,
-//! and routing of process notifications to the process they name.
+//! `ExecServerClient`: a connection to an exec-server that survives drops.
+//!
+//! It owns one websocket *link* at a time. Calls register a pending reply and go out on the
+//! current link; the link's reader completes them and routes process notifications to the
+//! process they name (see `routing`). When a link drops, calls in flight on it fail with
+//! [`ClientError::ConnectionLost`], and the client reconnects with bounded backoff, resumes
+//! its session (`initialize {resumeSessionId}`), and has every live process catch up from the
+//! last seq it delivered, so a process's event stream sees every event exactly once, in order.
+//! If the session expired meanwhile, everything fails with a message saying so.
 
 use crate::error::ClientError;
+use crate::routing::{Route, RouteTable};
 use exec_server_environment::ProcessEvent;
 use exec_server_protocol::envelope;
 use exec_server_protocol::initialize::{Capabilities, InitializeParams, InitializeResponse};
@@ -15,12 +23,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// Events buffered per process before the connection's reader waits for the consumer.
-pub(crate) const PROCESS_EVENT_QUEUE: usize = 256;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -28,9 +33,35 @@ pub struct ClientOptions {
     pub client_name: String,
     pub connect_timeout: Duration,
     pub initialize_timeout: Duration,
-    /// Largest message accepted from the server (matches the server's default limit, with
-    /// the same headroom the server gives itself).
+    /// Largest message accepted from the server (the server's default limit, with the same
+    /// headroom the server gives itself).
     pub max_message_bytes: usize,
+    /// Reconnect and resume the session after a dropped connection.
+    pub reconnect: ReconnectPolicy,
+    /// How often to ping the server, and how long a silent server is given before the link
+    /// counts as dead and is replaced.
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+}
+
+/// How hard to try to get a dropped connection back.
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// Attempts before giving up; 0 disables reconnecting.
+    pub max_attempts: u32,
+    /// Delay before the second attempt (the first is immediate); doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            max_attempts: 20,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -40,11 +71,14 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             initialize_timeout: Duration::from_secs(10),
             max_message_bytes: 256 * 1024 * 1024,
+            reconnect: ReconnectPolicy::default(),
+            ping_interval: Duration::from_secs(10),
+            pong_timeout: Duration::from_secs(20),
         }
     }
 }
 
-/// A live connection to an exec-server, after `initialize`/`initialized`. Cheap to clone.
+/// A connection to an exec-server, after `initialize`/`initialized`. Cheap to clone.
 #[derive(Clone)]
 pub struct ExecServerClient {
     inner: Arc<ClientInner>,
@@ -52,73 +86,259 @@ pub struct ExecServerClient {
 
 type PendingReply = oneshot::Sender<Result<Box<RawValue>, ClientError>>;
 
+/// What goes to a link's writer task.
+enum Outgoing {
+    Text(String),
+    Ping,
+}
+
+/// The state of the client's connection.
+#[derive(Clone)]
+enum Link {
+    Up {
+        generation: u64,
+        outbound: mpsc::UnboundedSender<Outgoing>,
+    },
+    Reconnecting,
+    /// Gone for good; every call fails with this reason.
+    Down(String),
+}
+
 pub(crate) struct ClientInner {
-    outbound: mpsc::UnboundedSender<String>,
+    url: String,
+    options: ClientOptions,
     next_id: AtomicI64,
+    link: watch::Sender<Link>,
     state: Mutex<SharedState>,
-    session_id: Mutex<String>,
-    capabilities: Mutex<Option<Capabilities>>,
+    pub(crate) routes: RouteTable,
 }
 
 #[derive(Default)]
 struct SharedState {
-    pending: HashMap<i64, PendingReply>,
-    routes: HashMap<String, mpsc::Sender<ProcessEvent>>,
-    /// Set once the connection is gone; every later call fails with it.
-    closed: Option<String>,
+    /// Pending replies, with the generation of the link the request went out on.
+    pending: HashMap<i64, (u64, PendingReply)>,
+    session_id: String,
+    capabilities: Option<Capabilities>,
+    generation: u64,
 }
 
 impl ExecServerClient {
     /// Connects to `url` (`ws://HOST:PORT`) and performs the handshake.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
+        let inner = Arc::new(ClientInner {
+            url: url.to_owned(),
+            options,
+            next_id: AtomicI64::new(1),
+            link: watch::Sender::new(Link::Reconnecting),
+            state: Mutex::new(SharedState::default()),
+            routes: RouteTable::default(),
+        });
+        inner.open_link(None).await?;
+        Ok(ExecServerClient { inner })
+    }
+
+    /// The session this client is attached to.
+    pub fn session_id(&self) -> String {
+        self.inner.state().session_id.clone()
+    }
+
+    /// The server's advertised additions; `None` for a server without them (codex).
+    pub fn capabilities(&self) -> Option<Capabilities> {
+        self.inner.state().capabilities.clone()
+    }
+
+    /// Sends a request and waits for its reply. If the connection drops first, the call fails
+    /// with [`ClientError::ConnectionLost`]: the server may or may not have acted on it.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        self.inner.call(method, params).await
+    }
+
+    /// Like [`call`](Self::call), for requests that are safe to repeat: retried on the new
+    /// connection when the old one drops.
+    pub async fn call_idempotent<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        loop {
+            match self.inner.call(method, params).await {
+                Err(ClientError::ConnectionLost(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a notification on the current connection.
+    pub fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
+        match &*self.inner.link.borrow() {
+            Link::Up { outbound, .. } => outbound
+                .send(Outgoing::Text(envelope::notification(method, params)))
+                .map_err(|_| ClientError::ConnectionLost("the writer task is gone".into())),
+            Link::Reconnecting => Err(ClientError::ConnectionLost("reconnecting".into())),
+            Link::Down(reason) => Err(ClientError::Transport(reason.clone())),
+        }
+    }
+
+    /// Drops the current connection as if the network had failed (for tests and tools that
+    /// exercise resume). The client reconnects as configured.
+    pub fn drop_connection(&self) {
+        let generation = match &*self.inner.link.borrow() {
+            Link::Up { generation, .. } => *generation,
+            _ => return,
+        };
+        self.inner
+            .clone()
+            .connection_lost(generation, "dropped on request".to_owned());
+    }
+
+    /// Registers where the events of `process_id` go, starting at seq 1. None if a route for
+    /// it exists (the process is still live on this client).
+    pub(crate) fn route_process(&self, process_id: &str) -> Option<mpsc::Receiver<ProcessEvent>> {
+        if let Link::Down(_) = &*self.inner.link.borrow() {
+            // Nothing will ever arrive: hand out a closed stream, the call itself will fail.
+            let (_, rx) = mpsc::channel(1);
+            return Some(rx);
+        }
+        self.inner.routes.add(process_id)
+    }
+
+    pub(crate) fn unroute_process(&self, process_id: &str) {
+        self.inner.routes.remove(process_id);
+    }
+}
+
+impl ClientInner {
+    fn state(&self) -> MutexGuard<'_, SharedState> {
+        self.state.lock().expect("client state lock poisoned")
+    }
+
+    /// Waits for an usable link (while reconnecting), or fails if there will be none.
+    async fn current_link(&self) -> Result<(u64, mpsc::UnboundedSender<Outgoing>), ClientError> {
+        let mut watch = self.link.subscribe();
+        loop {
+            match &*watch.borrow_and_update() {
+                Link::Up {
+                    generation,
+                    outbound,
+                } => return Ok((*generation, outbound.clone())),
+                Link::Down(reason) => return Err(ClientError::Transport(reason.clone())),
+                Link::Reconnecting => {}
+            }
+            if watch.changed().await.is_err() {
+                return Err(ClientError::Transport("the client is gone".into()));
+            }
+        }
+    }
+
+    pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        let (generation, outbound) = self.current_link().await?;
+        let raw = self.call_on(generation, &outbound, method, params).await?;
+        serde_json::from_str(raw.get()).map_err(|e| ClientError::Decode {
+            method: method.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn call_on<P: Serialize>(
+        &self,
+        generation: u64,
+        outbound: &mpsc::UnboundedSender<Outgoing>,
+        method: &str,
+        params: &P,
+    ) -> Result<Box<RawValue>, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state();
+            state.pending.insert(id, (generation, tx));
+            // Queued under the lock, so calls made one after another go out in that order.
+            let message = envelope::request(&RequestId::Integer(id), method, params);
+            if outbound.send(Outgoing::Text(message)).is_err() {
+                state.pending.remove(&id);
+                return Err(ClientError::ConnectionLost("the connection closed".into()));
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(ClientError::ConnectionLost("the reply was dropped".into())))
+    }
+
+    /// Opens a websocket, performs the handshake (resuming `resume` if given), and makes it
+    /// the current link.
+    async fn open_link(self: &Arc<Self>, resume: Option<String>) -> Result<(), ClientError> {
+        let options = &self.options;
         let config = WebSocketConfig::default()
             .max_message_size(Some(options.max_message_bytes))
             .max_frame_size(Some(options.max_message_bytes));
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let connect = tokio_tungstenite::connect_async_with_config(&self.url, Some(config), true);
         let (socket, _) = tokio::time::timeout(options.connect_timeout, connect)
             .await
             .map_err(|_| ClientError::Connect {
-                url: url.to_owned(),
+                url: self.url.clone(),
                 reason: format!("timed out after {:?}", options.connect_timeout),
             })?
             .map_err(|e| ClientError::Connect {
-                url: url.to_owned(),
+                url: self.url.clone(),
                 reason: e.to_string(),
             })?;
         let (mut sink, mut stream) = socket.split();
-        let (outbound, mut queue) = mpsc::unbounded_channel::<String>();
-        let inner = Arc::new(ClientInner {
-            outbound,
-            next_id: AtomicI64::new(1),
-            state: Mutex::new(SharedState::default()),
-            session_id: Mutex::new(String::new()),
-            capabilities: Mutex::new(None),
-        });
+        let (outbound, mut queue) = mpsc::unbounded_channel::<Outgoing>();
+        let generation = {
+            let mut state = self.state();
+            state.generation += 1;
+            state.generation
+        };
 
+        let ping_interval = options.ping_interval;
         tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                if sink.feed(WsMessage::Text(first.into())).await.is_err() {
-                    break;
-                }
+            let mut ping = tokio::time::interval(ping_interval);
+            ping.reset();
+            loop {
+                let first = tokio::select! {
+                    next = queue.recv() => match next {
+                        Some(message) => message,
+                        None => break,
+                    },
+                    _ = ping.tick() => Outgoing::Ping,
+                };
+                let mut batch = vec![first];
                 while let Ok(next) = queue.try_recv() {
-                    if sink.feed(WsMessage::Text(next.into())).await.is_err() {
+                    batch.push(next);
+                }
+                for message in batch {
+                    let frame = match message {
+                        Outgoing::Text(text) => WsMessage::Text(text.into()),
+                        Outgoing::Ping => WsMessage::Ping(Default::default()),
+                    };
+                    if sink.feed(frame).await.is_err() {
                         return;
                     }
                 }
                 if sink.flush().await.is_err() {
-                    break;
+                    return;
                 }
             }
             let _ = sink.close().await;
         });
 
-        let reader_inner = Arc::downgrade(&inner);
+        let weak = Arc::downgrade(self);
+        let pong_timeout = options.pong_timeout;
         tokio::spawn(async move {
             let reason = loop {
-                let frame = match stream.next().await {
-                    None => break "the server closed the connection".to_owned(),
-                    Some(Err(e)) => break e.to_string(),
-                    Some(Ok(frame)) => frame,
+                let frame = match tokio::time::timeout(pong_timeout, stream.next()).await {
+                    Err(_) => {
+                        break format!("no answer from exec-server for {}s", pong_timeout.as_secs())
+                    }
+                    Ok(None) => break "the server closed the connection".to_owned(),
+                    Ok(Some(Err(e))) => break e.to_string(),
+                    Ok(Some(Ok(frame))) => frame,
                 };
                 let text = match &frame {
                     WsMessage::Text(t) => t.as_str(),
@@ -129,116 +349,59 @@ impl ExecServerClient {
                     WsMessage::Close(_) => break "the server closed the connection".to_owned(),
                     _ => continue,
                 };
-                let Some(inner) = reader_inner.upgrade() else {
+                let Some(inner) = weak.upgrade() else {
                     return;
                 };
                 inner.dispatch(text).await;
             };
-            if let Some(inner) = reader_inner.upgrade() {
-                inner.fail_all(&reason);
+            if let Some(inner) = weak.upgrade() {
+                inner.connection_lost(generation, reason);
             }
         });
 
-        let client = ExecServerClient { inner };
         let params = InitializeParams {
             client_name: options.client_name.clone(),
-            resume_session_id: None,
+            resume_session_id: resume,
         };
-        let response: InitializeResponse = tokio::time::timeout(
-            options.initialize_timeout,
-            client.call(methods::INITIALIZE, &params),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout {
-            method: methods::INITIALIZE.to_owned(),
-            seconds: options.initialize_timeout.as_secs(),
-        })??;
-        *client.inner.session_id.lock().expect("lock") = response.session_id;
-        *client.inner.capabilities.lock().expect("lock") = response.capabilities;
-        client.notify(methods::INITIALIZED, &serde_json::json!({}))?;
-        Ok(client)
-    }
-
-    /// The session this connection is attached to.
-    pub fn session_id(&self) -> String {
-        self.inner.session_id.lock().expect("lock").clone()
-    }
-
-    /// The server's advertised additions; `None` for a server without them (codex).
-    pub fn capabilities(&self) -> Option<Capabilities> {
-        self.inner.capabilities.lock().expect("lock").clone()
-    }
-
-    /// Sends a request and waits for its reply.
-    pub async fn call<P: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: &P,
-    ) -> Result<R, ClientError> {
-        let raw = self.call_raw(method, params).await?;
-        serde_json::from_str(raw.get()).map_err(|e| ClientError::Decode {
-            method: method.to_owned(),
-            reason: e.to_string(),
-        })
-    }
-
-    async fn call_raw<P: Serialize>(
-        &self,
-        method: &str,
-        params: &P,
-    ) -> Result<Box<RawValue>, ClientError> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let handshake = async {
+            let raw = self
+                .call_on(generation, &outbound, methods::INITIALIZE, &params)
+                .await?;
+            serde_json::from_str::<InitializeResponse>(raw.get()).map_err(|e| ClientError::Decode {
+                method: methods::INITIALIZE.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        let response = match tokio::time::timeout(options.initialize_timeout, handshake).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                drop(outbound);
+                return Err(e);
+            }
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    method: methods::INITIALIZE.to_owned(),
+                    seconds: options.initialize_timeout.as_secs(),
+                })
+            }
+        };
+        let initialized = envelope::notification(methods::INITIALIZED, &serde_json::json!({}));
+        outbound
+            .send(Outgoing::Text(initialized))
+            .map_err(|_| ClientError::ConnectionLost("the connection closed".into()))?;
         {
-            let mut state = self.inner.state();
-            if let Some(reason) = &state.closed {
-                return Err(ClientError::Transport(reason.clone()));
-            }
-            state.pending.insert(id, tx);
-            // Queued under the lock, so calls made one after another go out in that order.
-            let message = envelope::request(&RequestId::Integer(id), method, params);
-            if self.inner.outbound.send(message).is_err() {
-                state.pending.remove(&id);
-                return Err(ClientError::Transport("the writer task is gone".to_owned()));
-            }
+            let mut state = self.state();
+            state.session_id = response.session_id;
+            state.capabilities = response.capabilities;
         }
-        rx.await
-            .unwrap_or_else(|_| Err(ClientError::Transport("the connection was dropped".into())))
+        self.link.send_replace(Link::Up {
+            generation,
+            outbound,
+        });
+        Ok(())
     }
 
-    /// Sends a notification.
-    pub fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
-        self.inner
-            .outbound
-            .send(envelope::notification(method, params))
-            .map_err(|_| ClientError::Transport("the writer task is gone".to_owned()))
-    }
-
-    /// Registers where the events of `process_id` go. Returns None if a route for it exists
-    /// (the process is still live on this connection).
-    pub(crate) fn route_process(&self, process_id: &str) -> Option<mpsc::Receiver<ProcessEvent>> {
-        let mut state = self.inner.state();
-        if state.routes.contains_key(process_id) {
-            return None;
-        }
-        let (tx, rx) = mpsc::channel(PROCESS_EVENT_QUEUE);
-        if state.closed.is_none() {
-            state.routes.insert(process_id.to_owned(), tx);
-        }
-        Some(rx)
-    }
-
-    pub(crate) fn unroute_process(&self, process_id: &str) {
-        self.inner.state().routes.remove(process_id);
-    }
-}
-
-impl ClientInner {
-    fn state(&self) -> MutexGuard<'_, SharedState> {
-        self.state.lock().expect("client state lock poisoned")
-    }
-
-    async fn dispatch(&self, text: &str) {
+    async fn dispatch(self: &Arc<Self>, text: &str) {
         match Message::parse(text) {
             Ok(Message::Response { id, result }) => self.complete(&id, Ok(result)),
             Ok(Message::Error { id, error }) => self.complete(&id, Err(ClientError::Rpc(error))),
@@ -251,7 +414,9 @@ impl ClientInner {
                     error_codes::METHOD_NOT_FOUND,
                     format!("client does not handle `{method}`"),
                 );
-                let _ = self.outbound.send(envelope::error_response(&id, &error));
+                if let Link::Up { outbound, .. } = &*self.link.borrow() {
+                    let _ = outbound.send(Outgoing::Text(envelope::error_response(&id, &error)));
+                }
             }
             Err(e) => tracing::warn!("ignoring malformed message from exec-server: {e}"),
         }
@@ -261,12 +426,12 @@ impl ClientInner {
         let RequestId::Integer(n) = id else {
             return;
         };
-        if let Some(tx) = self.state().pending.remove(n) {
+        if let Some((_, tx)) = self.state().pending.remove(n) {
             let _ = tx.send(result);
         }
     }
 
-    async fn route_notification(&self, method: &str, params: &str) {
+    async fn route_notification(self: &Arc<Self>, method: &str, params: &str) {
         let (process_id, event) = match method {
             methods::PROCESS_OUTPUT => match serde_json::from_str::<OutputNotification>(params) {
                 Ok(n) => (
@@ -296,29 +461,103 @@ impl ClientInner {
             },
             _ => return tracing::debug!(method, "ignoring notification"),
         };
-        let closed = matches!(event, ProcessEvent::Closed { .. });
-        let route = {
-            let mut state = self.state();
-            if closed {
-                state.routes.remove(&process_id)
-            } else {
-                state.routes.get(&process_id).cloned()
-            }
+        let Some(route) = self.routes.get(&process_id) else {
+            return;
         };
-        if let Some(route) = route {
-            // Waiting here is deliberate: a consumer that falls behind slows the socket, and
-            // through it the server's reader of that process (back-pressure, nothing lost).
-            let _ = route.send(event).await;
+        // Waiting here is deliberate: a consumer that falls behind slows the socket, and
+        // through it the server's reader of that process (back-pressure, nothing lost).
+        if route.offer(event).await.needs_catch_up {
+            self.catch_up(process_id, route);
         }
     }
 
-    fn fail_all(&self, reason: &str) {
-        let mut state = self.state();
-        state.closed = Some(reason.to_owned());
-        for (_, tx) in state.pending.drain() {
-            let _ = tx.send(Err(ClientError::Transport(reason.to_owned())));
+    /// Reads what `route` missed, in the background.
+    fn catch_up(self: &Arc<Self>, process_id: String, route: Arc<Route>) {
+        let client = ExecServerClient {
+            inner: self.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = route.catch_up(&client, &process_id).await {
+                tracing::debug!(process_id, "catch-up stopped: {e}");
+            }
+            if route.is_finished() {
+                client.inner.routes.remove_if_same(&process_id, &route);
+            }
+        });
+    }
+
+    /// The link of `generation` is gone: fail what was in flight on it, then reconnect.
+    fn connection_lost(self: Arc<Self>, generation: u64, reason: String) {
+        let is_current =
+            matches!(&*self.link.borrow(), Link::Up { generation: g, .. } if *g == generation);
+        {
+            let mut state = self.state();
+            let lost: Vec<i64> = state
+                .pending
+                .iter()
+                .filter(|(_, (g, _))| *g == generation)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in lost {
+                if let Some((_, tx)) = state.pending.remove(&id) {
+                    let _ = tx.send(Err(ClientError::ConnectionLost(reason.clone())));
+                }
+            }
         }
-        // Dropping the senders ends each process's event stream with a failure.
-        state.routes.clear();
+        if !is_current {
+            return;
+        }
+        if self.options.reconnect.max_attempts == 0 {
+            self.give_up(reason);
+            return;
+        }
+        tracing::info!(url = %self.url, "exec-server connection lost ({reason}); reconnecting");
+        self.link.send_replace(Link::Reconnecting);
+        tokio::spawn(self.reconnect(reason));
+    }
+
+    async fn reconnect(self: Arc<Self>, first_reason: String) {
+        let policy = self.options.reconnect.clone();
+        let session_id = self.state().session_id.clone();
+        let mut backoff = policy.initial_backoff;
+        let mut last_error = first_reason;
+        for attempt in 0..policy.max_attempts {
+            if attempt > 0 {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(policy.max_backoff);
+            }
+            match self.open_link(Some(session_id.clone())).await {
+                Ok(()) => {
+                    tracing::info!(session = %session_id, "exec-server session resumed");
+                    for (process_id, route) in self.routes.all() {
+                        self.catch_up(process_id, route);
+                    }
+                    return;
+                }
+                Err(ClientError::Rpc(e)) if e.message.starts_with("unknown session id") => {
+                    let reason = format!(
+                        "exec-server session {session_id} expired while the connection was down; \
+                         its processes were killed"
+                    );
+                    return self.give_up(reason);
+                }
+                // "already attached": the server has not noticed the old link is dead yet.
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        self.give_up(format!(
+            "lost the connection to exec-server at {} and could not resume after {} attempts: {last_error}",
+            self.url, policy.max_attempts
+        ));
+    }
+
+    /// No more connection: fail every pending call and every process stream with `reason`.
+    fn give_up(&self, reason: String) {
+        self.link.send_replace(Link::Down(reason.clone()));
+        let pending: Vec<_> = self.state().pending.drain().collect();
+        for (_, (_, tx)) in pending {
+            let _ = tx.send(Err(ClientError::Transport(reason.clone())));
+        }
+        self.routes.fail_all(&reason);
     }
 }

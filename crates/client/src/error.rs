@@ -10,7 +10,11 @@ pub enum ClientError {
     /// The server answered with a JSON-RPC error.
     #[error("{0}")]
     Rpc(ErrorObject),
-    /// The connection closed before the reply arrived.
+    /// The connection dropped before the reply arrived. The server may or may not have acted
+    /// on the request; the client is reconnecting.
+    #[error("exec-server connection lost before the reply arrived: {0}")]
+    ConnectionLost(String),
+    /// The connection is gone for good (closed, or the session could not be resumed).
     #[error("exec-server connection closed: {0}")]
     Transport(String),
     /// The server's reply did not have the expected shape.
@@ -24,6 +28,7 @@ impl ClientError {
         match self {
             ClientError::Rpc(e) => e.code,
             ClientError::Transport(_)
+            | ClientError::ConnectionLost(_)
             | ClientError::Connect { .. }
             | ClientError::Timeout { .. } => error_codes::TRANSPORT_CLOSED,
             ClientError::Decode { .. } => error_codes::INTERNAL_ERROR,

@@ -9,10 +9,14 @@
 
 mod connection;
 mod error;
+mod remote_filesystem;
 mod remote_process;
+mod routing;
+pub mod transfer;
 
-pub use connection::{ClientOptions, ExecServerClient};
+pub use connection::{ClientOptions, ExecServerClient, ReconnectPolicy};
 pub use error::ClientError;
+pub use remote_filesystem::RemoteFileSystem;
 pub use remote_process::RemoteProcesses;
 
 use exec_server_environment::Environment;
@@ -26,5 +30,8 @@ pub async fn connect_environment(url: &str) -> Result<Environment, ClientError> 
 
 /// The remote environment over an existing connection.
 pub fn environment(client: ExecServerClient) -> Environment {
-    Environment::new(Arc::new(RemoteProcesses::new(client)))
+    Environment::new(
+        Arc::new(RemoteProcesses::new(client.clone())),
+        Arc::new(RemoteFileSystem::new(client)),
+    )
 }

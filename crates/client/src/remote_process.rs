@@ -27,6 +27,27 @@ impl RemoteProcesses {
     pub fn client(&self) -> &ExecServerClient {
         &self.client
     }
+
+    /// Whether the server knows `process_id` (after a start whose reply was lost).
+    async fn exists(&self, process_id: &str) -> Result<bool, ClientError> {
+        let params = ReadParams {
+            process_id: process_id.to_owned(),
+            after_seq: None,
+            max_bytes: Some(0),
+            wait_ms: Some(0),
+        };
+        match self
+            .client
+            .call_idempotent::<_, ReadResponse>(methods::PROCESS_READ, &params)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Rpc(e)) if e.message.starts_with("unknown process id") => Ok(false),
+            // "is starting": it exists.
+            Err(ClientError::Rpc(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn to_process_error(e: ClientError) -> ProcessError {
@@ -41,16 +62,29 @@ impl ProcessBackend for RemoteProcesses {
     async fn start(&self, params: StartParams) -> Result<StartedProcess, ProcessError> {
         let process_id = params.process_id.clone();
         // Route before asking, so no event can arrive before there is somewhere to put it.
-        // An existing route means this connection already has a live process with that id.
+        // An existing route means this client already has a live process with that id.
         let Some(receiver) = self.client.route_process(&process_id) else {
             return Err(ProcessError::AlreadyExists(process_id));
         };
-        match self
-            .client
-            .call::<_, StartResponse>(methods::PROCESS_START, &params)
-            .await
-        {
-            Ok(_) => Ok(StartedProcess {
+        let outcome = loop {
+            match self
+                .client
+                .call::<_, StartResponse>(methods::PROCESS_START, &params)
+                .await
+            {
+                Ok(_) => break Ok(()),
+                // The reply was lost with the connection: whether the process started decides
+                // between done (its events are caught up after the resume) and trying again.
+                Err(ClientError::ConnectionLost(_)) => match self.exists(&process_id).await {
+                    Ok(true) => break Ok(()),
+                    Ok(false) => continue,
+                    Err(e) => break Err(e),
+                },
+                Err(e) => break Err(e),
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(StartedProcess {
                 events: remote_events(receiver),
                 process_id,
             }),
@@ -63,7 +97,7 @@ impl ProcessBackend for RemoteProcesses {
 
     async fn read(&self, params: ReadParams) -> Result<ReadResponse, ProcessError> {
         self.client
-            .call(methods::PROCESS_READ, &params)
+            .call_idempotent(methods::PROCESS_READ, &params)
             .await
             .map_err(to_process_error)
     }
@@ -84,22 +118,26 @@ impl ProcessBackend for RemoteProcesses {
         let params = TerminateParams {
             process_id: process_id.to_owned(),
         };
+        // Killing twice is harmless, so a terminate whose reply was lost is simply repeated.
         self.client
-            .call::<_, TerminateResponse>(methods::PROCESS_TERMINATE, &params)
+            .call_idempotent::<_, TerminateResponse>(methods::PROCESS_TERMINATE, &params)
             .await
             .map(|r| r.running)
             .map_err(to_process_error)
     }
 }
 
-/// Turns routed notifications into an event stream that ends with `Closed`, or with `Failed`
-/// if the connection drops first.
+/// The stream of routed events; it ends after `Closed` or `Failed`, or with a `Failed` if
+/// the route goes away without either.
 fn remote_events(receiver: tokio::sync::mpsc::Receiver<ProcessEvent>) -> ProcessEvents {
     let stream = futures::stream::unfold(Some(receiver), |receiver| async move {
         let mut receiver = receiver?;
         match receiver.recv().await {
             Some(event) => {
-                let done = matches!(event, ProcessEvent::Closed { .. });
+                let done = matches!(
+                    event,
+                    ProcessEvent::Closed { .. } | ProcessEvent::Failed { .. }
+                );
                 Some((event, (!done).then_some(receiver)))
             }
             None => Some((

@@ -1,6 +1,6 @@
 //! Server settings.
 
-use exec_server_environment::local::ProcessConfig;
+use exec_server_environment::local::{FsConfig, ProcessConfig};
 use std::time::Duration;
 
 /// Everything a running server is configured with.
@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// Per-session process settings (retention, limits).
     pub process: ProcessConfig,
+    /// Filesystem settings (the whole-file read limit).
+    pub filesystem: FsConfig,
 }
 
 impl Default for ServerConfig {
@@ -21,6 +23,7 @@ impl Default for ServerConfig {
             max_message_bytes: 128 * 1024 * 1024,
             session_ttl: Duration::from_secs(30),
             process: ProcessConfig::default(),
+            filesystem: FsConfig::default(),
         }
     }
 }

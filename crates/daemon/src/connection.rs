@@ -210,6 +210,7 @@ impl Connection {
             connection: self.id,
             session,
             outbound: self.outbound.clone(),
+            filesystem: self.state.filesystem.clone(),
         };
         if handler.inline {
             (handler.run)(context, id, params).await;

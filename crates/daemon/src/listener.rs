@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use axum::Router;
+use exec_server_environment::local::LocalFileSystem;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +55,9 @@ impl fmt::Display for ListenUrl {
 pub(crate) struct ServerState {
     pub config: ServerConfig,
     pub sessions: Arc<SessionRegistry>,
+    /// One filesystem for the whole server rather than one per session: it has no state of
+    /// its own (files outlive sessions anyway), so nothing is gained by separating them.
+    pub filesystem: Arc<LocalFileSystem>,
 }
 
 /// A bound, not yet serving, server.
@@ -70,12 +74,14 @@ impl Server {
         let listener = TcpListener::bind(addr).await?;
         let url = ListenUrl::WebSocket(listener.local_addr()?);
         let sessions = SessionRegistry::new(config.session_ttl, config.process.clone());
+        let filesystem = Arc::new(LocalFileSystem::new(config.filesystem.clone()));
         Ok(Server {
             listener,
             url,
             state: Arc::new(ServerState {
                 config,
                 sessions: Arc::new(sessions),
+                filesystem,
             }),
         })
     }

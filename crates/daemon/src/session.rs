@@ -12,6 +12,20 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// Where the registry reads the time: tokio's clock in the server, a hand-set one in tests
+/// of the TTL boundary.
+pub(crate) trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+pub(crate) struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
 /// Identifies one connection for attachment checks.
 pub(crate) type ConnectionId = u64;
 
@@ -64,14 +78,20 @@ pub(crate) enum AttachError {
 
 pub(crate) struct SessionRegistry {
     ttl: Duration,
+    clock: Arc<dyn Clock>,
     process_config: ProcessConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
 }
 
 impl SessionRegistry {
     pub fn new(ttl: Duration, process_config: ProcessConfig) -> Self {
+        Self::with_clock(ttl, process_config, Arc::new(TokioClock))
+    }
+
+    pub fn with_clock(ttl: Duration, process_config: ProcessConfig, clock: Arc<dyn Clock>) -> Self {
         SessionRegistry {
             ttl,
+            clock,
             process_config,
             sessions: Mutex::new(HashMap::new()),
         }
@@ -112,7 +132,7 @@ impl SessionRegistry {
         let mut attachment = session.attachment();
         match &*attachment {
             Attachment::Attached { .. } => Err(AttachError::AlreadyAttached(id.to_owned())),
-            Attachment::Detached { expires_at } if Instant::now() >= *expires_at => {
+            Attachment::Detached { expires_at } if self.clock.now() >= *expires_at => {
                 // Teardown wins at the boundary, even if the timer has not fired yet.
                 drop(attachment);
                 sessions.remove(id);
@@ -132,7 +152,7 @@ impl SessionRegistry {
 
     /// Detaches `session` from `connection` (if still attached to it) and arms its expiry.
     pub fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: ConnectionId) {
-        let expires_at = Instant::now() + self.ttl;
+        let expires_at = self.clock.now() + self.ttl;
         {
             let mut attachment = session.attachment();
             if !matches!(&*attachment, Attachment::Attached { connection: c, .. } if *c == connection)
@@ -155,7 +175,7 @@ impl SessionRegistry {
     fn expire_if_due(&self, session: &Arc<Session>) {
         let mut sessions = self.sessions();
         let due = matches!(&*session.attachment(),
-            Attachment::Detached { expires_at } if Instant::now() >= *expires_at);
+            Attachment::Detached { expires_at } if self.clock.now() >= *expires_at);
         if due {
             sessions.remove(&session.id);
             drop(sessions);
@@ -169,5 +189,107 @@ impl SessionRegistry {
         for session in self.sessions().values() {
             session.processes.kill_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exec_server_environment::ProcessBackend;
+    use exec_server_protocol::process::{ReadParams, StartParams};
+    use exec_server_protocol::AbsolutePath;
+
+    /// A clock that moves only when told to.
+    struct ManualClock(Mutex<Instant>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn sleeper(id: &str) -> StartParams {
+        StartParams {
+            process_id: id.to_owned(),
+            argv: vec!["/bin/sleep".into(), "1000".into()],
+            cwd: AbsolutePath::parse("/").unwrap(),
+            env_policy: None,
+            env: Default::default(),
+            tty: false,
+            pipe_stdin: false,
+            arg0: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn teardown_wins_at_the_ttl_boundary() {
+        const TTL: Duration = Duration::from_secs(30);
+        let start = Instant::now();
+        let clock = Arc::new(ManualClock(Mutex::new(start)));
+        let registry = Arc::new(SessionRegistry::with_clock(
+            TTL,
+            ProcessConfig::default(),
+            clock.clone(),
+        ));
+        let (outbound, _queue) = mpsc::channel(8);
+
+        // Just before the deadline, resume works.
+        let session = registry.create(1, outbound.clone());
+        registry.detach(&session, 1);
+        *clock.0.lock().unwrap() = start + TTL - Duration::from_nanos(1);
+        let resumed = registry.resume(&session.id, 2, outbound.clone()).unwrap();
+        assert!(resumed.is_attached_to(2));
+
+        // At the deadline exactly, and before the (real-time) expiry timer has fired, the
+        // session is torn down and its processes killed.
+        let mut started = resumed.processes.start(sleeper("s")).await.unwrap();
+        registry.detach(&resumed, 2);
+        *clock.0.lock().unwrap() = start + TTL - Duration::from_nanos(1) + TTL;
+        let err = registry
+            .resume(&session.id, 3, outbound.clone())
+            .err()
+            .unwrap();
+        assert!(matches!(err, AttachError::Unknown(_)), "{err}");
+        let mut last = None;
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(10), started.events.next())
+            .await
+            .expect("the killed process reports its exit")
+        {
+            last = Some(event);
+        }
+        assert!(matches!(
+            last,
+            Some(exec_server_environment::ProcessEvent::Closed { .. })
+        ));
+        let r = resumed
+            .processes
+            .read(ReadParams {
+                process_id: "s".into(),
+                ..ReadParams::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!((r.exit_code, r.signal), (Some(-1), Some(libc::SIGKILL)));
+        // And it stays gone.
+        assert!(registry.resume(&session.id, 4, outbound).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_attached_session_cannot_be_taken_over() {
+        let registry = Arc::new(SessionRegistry::new(
+            Duration::from_secs(30),
+            ProcessConfig::default(),
+        ));
+        let (outbound, _queue) = mpsc::channel(8);
+        let session = registry.create(1, outbound.clone());
+        let err = registry
+            .resume(&session.id, 2, outbound.clone())
+            .err()
+            .unwrap();
+        assert!(matches!(err, AttachError::AlreadyAttached(_)));
+        assert!(session.is_attached_to(1));
+        // Detaching from a connection it is not attached to changes nothing.
+        registry.detach(&session, 2);
+        assert!(session.is_attached_to(1));
     }
 }

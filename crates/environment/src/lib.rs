@@ -6,8 +6,10 @@
 //! Behaviour therefore lives in one place, and one test suite runs against both.
 
 mod environment;
+pub mod filesystem;
 pub mod local;
 pub mod process;
 
 pub use environment::Environment;
+pub use filesystem::{FileSystem, FsError, FsFeatures};
 pub use process::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents, StartedProcess};

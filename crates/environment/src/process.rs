@@ -52,6 +52,10 @@ pub enum ProcessEvent {
     },
     /// The last event: the process exited and all its output streams ended.
     Closed { seq: u64 },
+    /// Output chunks with seqs `from_seq..=to_seq` were evicted from the server's retention
+    /// while this client was disconnected, and are lost. Reported in their place in the seq
+    /// order; never produced by the local implementation.
+    Gap { from_seq: u64, to_seq: u64 },
     /// The implementation can no longer deliver events (for example, the connection to the
     /// server was lost). Nothing follows it.
     Failed { message: String },
@@ -59,6 +63,19 @@ pub enum ProcessEvent {
 
 /// The event stream of one process. Ends after `Closed` or `Failed`.
 pub struct ProcessEvents(BoxStream<'static, ProcessEvent>);
+
+impl ProcessEvent {
+    /// The seq this event takes (for a gap, its first seq); None for `Failed`.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ProcessEvent::Output { seq, .. }
+            | ProcessEvent::Exited { seq, .. }
+            | ProcessEvent::Closed { seq } => Some(*seq),
+            ProcessEvent::Gap { from_seq, .. } => Some(*from_seq),
+            ProcessEvent::Failed { .. } => None,
+        }
+    }
+}
 
 impl ProcessEvents {
     pub fn new(stream: BoxStream<'static, ProcessEvent>) -> Self {

@@ -64,6 +64,9 @@ pub struct Features {
     /// Sessions survive a dropped connection and can be resumed.
     #[serde(default)]
     pub session_resume: bool,
+    /// `exitedSeq` and `closedSeq` in `process/read` results.
+    #[serde(default)]
+    pub event_seqs: bool,
 }
 
 /// Server limits; exceeding one is a -32600 error whose `data.limit` names it.

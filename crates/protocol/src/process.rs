@@ -126,6 +126,13 @@ pub struct ReadResponse {
     /// Addition: the signal that killed the process, when it died of one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// Addition: the seq of the `process/exited` event, once the process has exited, so a
+    /// client that missed notifications can replay the exit in its exact place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_seq: Option<u64>,
+    /// Addition: the seq of the `process/closed` event, once the process has closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_seq: Option<u64>,
 }
 
 /// `process/write` params.
@@ -247,6 +254,8 @@ mod tests {
             failure: None,
             first_retained_seq: Some(1),
             signal: None,
+            exited_seq: None,
+            closed_seq: None,
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

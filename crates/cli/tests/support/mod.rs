@@ -2,6 +2,7 @@
 //! lets one scenario run against both environments.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod raw;
 
 use exec_server_environment::local::ProcessConfig;
@@ -55,6 +56,11 @@ impl ServerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The exit status, if the server has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
     }
 }
 

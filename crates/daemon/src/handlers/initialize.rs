@@ -5,6 +5,7 @@ use crate::session::Session;
 use exec_server_protocol::initialize::{
     Capabilities, Features, InitializeResponse, Limits, ServerInfo,
 };
+use exec_server_protocol::methods;
 
 pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeResponse {
     InitializeResponse {
@@ -14,18 +15,20 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }),
         capabilities: Some(Capabilities {
-            methods: vec![],
+            methods: vec![methods::FS_RENAME.to_owned()],
             features: Features {
+                fs_range: true,
                 exit_signal: true,
                 first_retained_seq: true,
                 session_resume: true,
+                event_seqs: true,
                 ..Features::default()
             },
             limits: Limits {
                 max_message_bytes: Some(config.max_message_bytes as u64),
+                max_read_bytes: Some(config.filesystem.max_read_bytes),
                 retained_output_bytes: Some(config.process.retained_output_bytes as u64),
                 max_processes_per_session: Some(config.process.max_processes as u64),
-                ..Limits::default()
             },
         }),
     }

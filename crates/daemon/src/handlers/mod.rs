@@ -1,10 +1,12 @@
 //! Request handlers, one module per capability. A handler decodes its params, calls the
 //! session's local implementation, and queues the reply: nothing more.
 
+mod fs;
 pub(crate) mod initialize;
 mod process;
 
 use crate::session::{ConnectionId, Outbound, Session};
+use exec_server_environment::local::LocalFileSystem;
 use exec_server_protocol::envelope;
 use exec_server_protocol::{error_codes, methods, ErrorObject, RequestId};
 use futures::future::BoxFuture;
@@ -18,6 +20,8 @@ pub(crate) struct RequestContext {
     pub connection: ConnectionId,
     pub session: Arc<Session>,
     pub outbound: Outbound,
+    /// The server's one local filesystem, shared by every session (it holds no state).
+    pub filesystem: Arc<LocalFileSystem>,
 }
 
 impl RequestContext {
@@ -47,6 +51,19 @@ pub(crate) fn lookup(method: &str) -> Option<Handler> {
         methods::PROCESS_READ => (false, |c, id, p| Box::pin(process::read(c, id, p))),
         methods::PROCESS_WRITE => (true, |c, id, p| Box::pin(process::write(c, id, p))),
         methods::PROCESS_TERMINATE => (true, |c, id, p| Box::pin(process::terminate(c, id, p))),
+        // Filesystem calls may block on disk for a long time, so each runs in its own task.
+        // Two calls on one path are therefore unordered: a client that needs an order (a
+        // truncating write before ranged writes) waits for the first reply.
+        methods::FS_READ_FILE => (false, |c, id, p| Box::pin(fs::read_file(c, id, p))),
+        methods::FS_WRITE_FILE => (false, |c, id, p| Box::pin(fs::write_file(c, id, p))),
+        methods::FS_CREATE_DIRECTORY => {
+            (false, |c, id, p| Box::pin(fs::create_directory(c, id, p)))
+        }
+        methods::FS_GET_METADATA => (false, |c, id, p| Box::pin(fs::get_metadata(c, id, p))),
+        methods::FS_READ_DIRECTORY => (false, |c, id, p| Box::pin(fs::read_directory(c, id, p))),
+        methods::FS_REMOVE => (false, |c, id, p| Box::pin(fs::remove(c, id, p))),
+        methods::FS_COPY => (false, |c, id, p| Box::pin(fs::copy(c, id, p))),
+        methods::FS_RENAME => (false, |c, id, p| Box::pin(fs::rename(c, id, p))),
         _ => return None,
     };
     Some(Handler { inline, run })

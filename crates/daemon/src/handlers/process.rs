@@ -73,7 +73,7 @@ async fn forward_events(session: Arc<Session>, process_id: String, mut events: P
                     seq,
                 },
             ),
-            ProcessEvent::Failed { .. } => continue,
+            ProcessEvent::Failed { .. } | ProcessEvent::Gap { .. } => continue,
         };
         let _ = outbound.send(message).await;
     }

@@ -1,9 +1,11 @@
 //! Local implementations: the real work, in this process.
 
 mod child_env;
+mod filesystem;
 mod output_log;
 mod process_table;
 mod spawn;
 
 pub use child_env::child_environment;
-pub use process_table::{ProcessConfig, ProcessTable};
+pub use filesystem::{FsConfig, LocalFileSystem};
+pub use process_table::{GroupWatcher, ProcessConfig, ProcessTable};

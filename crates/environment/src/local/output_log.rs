@@ -138,12 +138,9 @@ impl OutputLog {
     pub fn next_for_subscriber(&mut self) -> Option<ProcessEvent> {
         let cursor = self.subscriber_cursor?;
         let event = self.event_after(cursor)?;
-        let seq = match &event {
-            ProcessEvent::Output { seq, .. }
-            | ProcessEvent::Exited { seq, .. }
-            | ProcessEvent::Closed { seq } => *seq,
-            ProcessEvent::Failed { .. } => unreachable!("the local log never fails"),
-        };
+        let seq = event
+            .seq()
+            .expect("the local log only yields events with seqs");
         self.subscriber_cursor = Some(seq);
         self.evict();
         Some(event)
@@ -213,6 +210,8 @@ impl OutputLog {
             failure: None,
             first_retained_seq: Some(self.first_retained_seq),
             signal: self.exit.and_then(|e| e.signal),
+            exited_seq: self.exit.map(|e| e.seq),
+            closed_seq: self.closed_seq,
         }
     }
 }

@@ -31,6 +31,13 @@ const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
 /// Pending stdin writes per process before `write` waits for the child to read.
 const STDIN_QUEUE_CHUNKS: usize = 1024;
 
+/// Told about every process group a table creates and lets go, so that something outside
+/// the server (a watchdog process) can kill them all if the server itself is killed.
+pub trait GroupWatcher: Send + Sync + std::fmt::Debug {
+    fn group_started(&self, pgid: i32);
+    fn group_released(&self, pgid: i32);
+}
+
 /// Tunables of a process table.
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
@@ -40,6 +47,8 @@ pub struct ProcessConfig {
     pub exited_retention: Duration,
     /// Most processes (running or retained) in this table at once.
     pub max_processes: usize,
+    /// Notified of every process group, if set.
+    pub group_watcher: Option<Arc<dyn GroupWatcher>>,
 }
 
 impl Default for ProcessConfig {
@@ -48,6 +57,7 @@ impl Default for ProcessConfig {
             retained_output_bytes: 1024 * 1024,
             exited_retention: Duration::from_secs(30),
             max_processes: 1024,
+            group_watcher: None,
         }
     }
 }
@@ -136,8 +146,12 @@ impl TableShared {
         self.slots.lock().expect("process table lock poisoned")
     }
 
+    /// Kills every process group in the table, including those whose leader has exited
+    /// but whose id is still retained: descendants that stayed in such a group die too. (A
+    /// group id cannot be reused while any member lives, and the retention window is short,
+    /// so this does not reach a stranger's group in practice.)
     fn kill_all(&self) {
-        let live: Vec<_> = self
+        let processes: Vec<_> = self
             .slots()
             .values()
             .filter_map(|s| match s {
@@ -145,8 +159,11 @@ impl TableShared {
                 Slot::Starting => None,
             })
             .collect();
-        for process in live {
-            process.kill_group();
+        for process in processes {
+            if !process.kill_group() {
+                // SAFETY: kill has no memory effects.
+                unsafe { libc::kill(-process.pid, libc::SIGKILL) };
+            }
         }
     }
 }
@@ -154,6 +171,13 @@ impl TableShared {
 impl Drop for TableShared {
     fn drop(&mut self) {
         self.kill_all();
+        if let Some(watcher) = &self.config.group_watcher {
+            for slot in self.slots().values() {
+                if let Slot::Live(p) = slot {
+                    watcher.group_released(p.pid);
+                }
+            }
+        }
     }
 }
 
@@ -324,6 +348,9 @@ fn launch(
             process
         }
     };
+    if let Some(watcher) = &table.config.group_watcher {
+        watcher.group_started(process.pid);
+    }
     tokio::spawn(wait_for_exit(Arc::downgrade(table), process.clone(), pidfd));
     Ok(process)
 }
@@ -425,7 +452,13 @@ async fn wait_for_exit(
     tokio::time::sleep(retention).await;
     if let Some(table) = table.upgrade() {
         let mut slots = table.slots();
+        let before = slots.len();
         slots.retain(|_, slot| !matches!(slot, Slot::Live(p) if Arc::ptr_eq(p, &process)));
+        if slots.len() < before {
+            if let Some(watcher) = &table.config.group_watcher {
+                watcher.group_released(process.pid);
+            }
+        }
     }
 }
 
