@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Seconds a session survives without a connection before its processes are killed.
     #[arg(long, default_value_t = ServerConfig::default().session_ttl.as_secs())]
     session_ttl: u64,
+    /// Seconds of silence (no frame, no pong to the server's pings) after which a connection
+    /// counts as dead and its session is detached.
+    #[arg(long, default_value_t = ServerConfig::default().peer_timeout.as_secs())]
+    peer_timeout: u64,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -34,6 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         max_message_bytes: args.max_message_bytes,
         session_ttl: Duration::from_secs(args.session_ttl),
+        peer_timeout: Duration::from_secs(args.peer_timeout.max(1)),
         ..ServerConfig::default()
     };
     config.process.retained_output_bytes = args.retained_output_bytes;

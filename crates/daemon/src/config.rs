@@ -15,6 +15,9 @@ pub struct ServerConfig {
     pub process: ProcessConfig,
     /// Filesystem settings (the whole-file read limit).
     pub filesystem: FsConfig,
+    /// A connection that sends nothing (not even a pong to our pings, sent every half of
+    /// this) for this long is dead: it is dropped and its session detached.
+    pub peer_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -24,6 +27,7 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(30),
             process: ProcessConfig::default(),
             filesystem: FsConfig::default(),
+            peer_timeout: Duration::from_secs(20),
         }
     }
 }

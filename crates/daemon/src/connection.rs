@@ -27,26 +27,51 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<ServerState>) {
     let (mut sink, mut stream) = socket.split();
     let (outbound, mut queue) = mpsc::channel::<String>(OUTBOUND_QUEUE_MESSAGES);
+    let peer_timeout = state.config.peer_timeout;
     let writer = tokio::spawn(async move {
-        while let Some(first) = queue.recv().await {
-            if sink.feed(WsMessage::Text(first.into())).await.is_err() {
-                return;
-            }
-            // Batch whatever else is ready into one flush.
-            while let Ok(next) = queue.try_recv() {
-                if sink.feed(WsMessage::Text(next.into())).await.is_err() {
-                    return;
+        // Pings let a silent peer be told apart from a dead one (see the read loop).
+        let mut ping = tokio::time::interval(peer_timeout / 2);
+        ping.reset();
+        loop {
+            let first = tokio::select! {
+                next = queue.recv() => match next {
+                    Some(text) => WsMessage::Text(text.into()),
+                    None => break,
+                },
+                _ = ping.tick() => WsMessage::Ping(Default::default()),
+            };
+            let write = async {
+                sink.feed(first).await?;
+                // Batch whatever else is ready into one flush.
+                while let Ok(next) = queue.try_recv() {
+                    sink.feed(WsMessage::Text(next.into())).await?;
                 }
-            }
-            if sink.flush().await.is_err() {
-                return;
+                sink.flush().await
+            };
+            // A peer that stops reading would otherwise hold this task (and, through the
+            // bounded queue, the producers) forever.
+            match tokio::time::timeout(peer_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
             }
         }
+        let _ = tokio::time::timeout(peer_timeout, sink.close()).await;
     });
 
     let mut connection = Connection::new(state, outbound, peer);
     tracing::debug!(connection = connection.id, peer = %connection.peer, "connection opened");
-    while let Some(frame) = stream.next().await {
+    loop {
+        let frame = match tokio::time::timeout(peer_timeout, stream.next()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                tracing::info!(
+                    connection = connection.id,
+                    "peer silent for {peer_timeout:?}; dropping it"
+                );
+                break;
+            }
+        };
         match frame {
             Ok(WsMessage::Text(text)) => connection.handle_text(text.as_str()).await,
             Ok(WsMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
@@ -69,6 +94,7 @@ pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<
         }
     }
     connection.disconnect();
+    // Once the peer has closed or failed, the websocket cannot carry anything more.
     writer.abort();
 }
 

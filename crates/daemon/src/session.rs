@@ -9,7 +9,7 @@ use exec_server_environment::local::{ProcessConfig, ProcessTable};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Where the registry reads the time: tokio's clock in the server, a hand-set one in tests
@@ -36,6 +36,8 @@ pub(crate) struct Session {
     pub id: String,
     pub processes: ProcessTable,
     attachment: Mutex<Attachment>,
+    /// Bumped whenever the attachment changes (attach, detach, expiry).
+    changes: watch::Sender<()>,
 }
 
 enum Attachment {
@@ -46,6 +48,8 @@ enum Attachment {
     Detached {
         expires_at: Instant,
     },
+    /// Torn down: its processes were killed and it cannot be resumed.
+    Expired,
 }
 
 impl Session {
@@ -57,8 +61,37 @@ impl Session {
     pub fn outbound(&self) -> Option<Outbound> {
         match &*self.attachment() {
             Attachment::Attached { outbound, .. } => Some(outbound.clone()),
-            Attachment::Detached { .. } => None,
+            Attachment::Detached { .. } | Attachment::Expired => None,
         }
+    }
+
+    /// Completes once `connection` has lost the session for good: another connection
+    /// resumed it, or it expired. (A plain disconnect does not count: the connection's
+    /// in-flight requests may still finish.)
+    pub async fn displaced_from(&self, connection: ConnectionId) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let displaced = match &*self.attachment() {
+                Attachment::Attached { connection: c, .. } => *c != connection,
+                Attachment::Detached { .. } => false,
+                Attachment::Expired => true,
+            };
+            if displaced || changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set_attachment(&self, attachment: Attachment) {
+        *self.attachment() = attachment;
+        self.changes.send_replace(());
+    }
+
+    /// Tears the session down: kills every process tree it owns.
+    fn expire(&self) {
+        self.set_attachment(Attachment::Expired);
+        self.processes.kill_all();
     }
 
     /// Whether `connection` is the one this session is attached to.
@@ -112,6 +145,7 @@ impl SessionRegistry {
                 connection,
                 outbound,
             }),
+            changes: watch::Sender::new(()),
         });
         self.sessions().insert(session.id.clone(), session.clone());
         session
@@ -129,22 +163,24 @@ impl SessionRegistry {
             .get(id)
             .cloned()
             .ok_or_else(|| AttachError::Unknown(id.to_owned()))?;
-        let mut attachment = session.attachment();
+        let attachment = session.attachment();
         match &*attachment {
             Attachment::Attached { .. } => Err(AttachError::AlreadyAttached(id.to_owned())),
-            Attachment::Detached { expires_at } if self.clock.now() >= *expires_at => {
+            Attachment::Expired => Err(AttachError::Unknown(id.to_owned())),
+            Attachment::Detached { expires_at, .. } if self.clock.now() >= *expires_at => {
                 // Teardown wins at the boundary, even if the timer has not fired yet.
                 drop(attachment);
                 sessions.remove(id);
-                session.processes.kill_all();
+                drop(sessions);
+                session.expire();
                 Err(AttachError::Unknown(id.to_owned()))
             }
             Attachment::Detached { .. } => {
-                *attachment = Attachment::Attached {
+                drop(attachment);
+                session.set_attachment(Attachment::Attached {
                     connection,
                     outbound,
-                };
-                drop(attachment);
+                });
                 Ok(session)
             }
         }
@@ -153,14 +189,10 @@ impl SessionRegistry {
     /// Detaches `session` from `connection` (if still attached to it) and arms its expiry.
     pub fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: ConnectionId) {
         let expires_at = self.clock.now() + self.ttl;
-        {
-            let mut attachment = session.attachment();
-            if !matches!(&*attachment, Attachment::Attached { connection: c, .. } if *c == connection)
-            {
-                return;
-            }
-            *attachment = Attachment::Detached { expires_at };
+        if !session.is_attached_to(connection) {
+            return;
         }
+        session.set_attachment(Attachment::Detached { expires_at });
         let registry = Arc::downgrade(self);
         let session = Arc::downgrade(session);
         tokio::spawn(async move {
@@ -175,12 +207,12 @@ impl SessionRegistry {
     fn expire_if_due(&self, session: &Arc<Session>) {
         let mut sessions = self.sessions();
         let due = matches!(&*session.attachment(),
-            Attachment::Detached { expires_at } if self.clock.now() >= *expires_at);
+            Attachment::Detached { expires_at, .. } if self.clock.now() >= *expires_at);
         if due {
             sessions.remove(&session.id);
             drop(sessions);
             tracing::info!(session = %session.id, "session expired; killing its processes");
-            session.processes.kill_all();
+            session.expire();
         }
     }
 

@@ -37,6 +37,16 @@ impl RawPeer {
         peer
     }
 
+    /// Closes the sending half of the TCP connection, as a peer going away does, while still
+    /// reading what the server sends.
+    pub async fn half_close(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        match self.socket.get_mut() {
+            MaybeTlsStream::Plain(tcp) => tcp.shutdown().await.expect("shutdown"),
+            _ => unreachable!("tests use plain websockets"),
+        }
+    }
+
     pub async fn send(&mut self, message: Value) {
         self.send_text(message.to_string()).await;
     }

@@ -84,9 +84,17 @@ pub(super) async fn read(ctx: RequestContext, id: RequestId, params: Option<Box<
         Ok(p) => p,
         Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
     };
-    let result = ctx.session.processes.read(params).await;
-    // A long poll may outlive this connection's hold on the session.
-    if !ctx.session.is_attached_to(ctx.connection) {
+    // A long poll may outlive this connection's hold on the session: once another
+    // connection resumes it (or it expires), the poll ends with an error, at once.
+    let result = tokio::select! {
+        result = ctx.session.processes.read(params) => result,
+        () = ctx.session.displaced_from(ctx.connection) => {
+            return ctx.reply::<()>(&id, Err(resumed_elsewhere())).await;
+        }
+    };
+    let attached_elsewhere =
+        !ctx.session.is_attached_to(ctx.connection) && ctx.session.outbound().is_some();
+    if attached_elsewhere {
         return ctx.reply::<()>(&id, Err(resumed_elsewhere())).await;
     }
     ctx.reply(&id, result.map_err(|e| e.to_error_object()))
@@ -121,4 +129,62 @@ pub(super) async fn terminate(ctx: RequestContext, id: RequestId, params: Option
         .map(|running| TerminateResponse { running })
         .map_err(|e| e.to_error_object());
     ctx.reply(&id, result).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionRegistry;
+    use exec_server_environment::local::{FsConfig, LocalFileSystem, ProcessConfig};
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn long_poll_fails_once_another_connection_resumes_the_session() {
+        let registry = Arc::new(SessionRegistry::new(
+            Duration::from_secs(30),
+            ProcessConfig::default(),
+        ));
+        let (old_out, mut old_queue) = mpsc::channel(8);
+        let session = registry.create(1, old_out.clone());
+        let context = |connection, outbound| RequestContext {
+            connection,
+            session: session.clone(),
+            outbound,
+            filesystem: Arc::new(LocalFileSystem::new(FsConfig::default())),
+        };
+        let start: Box<RawValue> = serde_json::from_str(
+            r#"{"processId":"p","argv":["/bin/sleep","1000"],"cwd":"/","env":{},"tty":false}"#,
+        )
+        .unwrap();
+        super::start(
+            context(1, old_out.clone()),
+            RequestId::Integer(1),
+            Some(start),
+        )
+        .await;
+        assert!(old_queue.recv().await.unwrap().contains(r#""result""#));
+
+        let read: Box<RawValue> =
+            serde_json::from_str(r#"{"processId":"p","afterSeq":0,"waitMs":600000}"#).unwrap();
+        let poll = tokio::spawn(super::read(
+            context(1, old_out.clone()),
+            RequestId::Integer(2),
+            Some(read),
+        ));
+        registry.detach(&session, 1);
+        let (new_out, _new_queue) = mpsc::channel(8);
+        registry.resume(&session.id, 2, new_out).unwrap();
+
+        tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .expect("the long poll ends when the session is resumed elsewhere")
+            .unwrap();
+        let reply = old_queue.recv().await.unwrap();
+        assert_eq!(
+            reply,
+            r#"{"id":2,"error":{"code":-32600,"message":"session has been resumed by another connection"}}"#
+        );
+        session.processes.kill_all();
+    }
 }
