@@ -240,3 +240,42 @@ async fn small_retention_reports_exactly_the_evicted_seqs() {
         "the last segment ends with the output"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_fails_streams_and_calls_with_a_clear_error() {
+    let server = ServerProcess::start(&["--session-ttl", "1"]);
+    let proxy = ChaosProxy::start(&server.url).await;
+    let client = within(
+        "connect",
+        ExecServerClient::connect(&proxy.url, resilient_options()),
+    )
+    .await
+    .unwrap();
+    let env = exec_server_client::environment(client);
+    let params = StartParams {
+        process_id: "sleeper".into(),
+        argv: vec!["sleep".into(), "1000".into()],
+        cwd: AbsolutePath::parse("/").unwrap(),
+        env_policy: None,
+        env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
+        tty: false,
+        pipe_stdin: false,
+        arg0: None,
+    };
+    let mut started = within("start", env.processes().start(params))
+        .await
+        .unwrap();
+    // Down for longer than the TTL: the session expires before the client gets back.
+    proxy.cut(Duration::from_secs(3));
+    let event = within("the stream to fail", started.events.next()).await;
+    let Some(ProcessEvent::Failed { message }) = event else {
+        panic!("expected a failure, got {event:?}");
+    };
+    assert!(message.contains("expired"), "{message}");
+    let err = env
+        .processes()
+        .terminate("sleeper")
+        .await
+        .expect_err("calls fail once the session is gone");
+    assert!(err.to_string().contains("expired"), "{err}");
+}
