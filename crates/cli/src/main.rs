@@ -30,6 +30,31 @@ enum Command {
     Fs(fs::FsArgs),
 }
 
+/// `RUST_LOG` (default `warn`), except that the websocket and HTTP libraries never log at
+/// trace: there they print whole messages and headers, which carry bearer tokens, process
+/// environments, stdin and file contents.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    const VERBATIM_LOGGERS: &[&str] = &[
+        "tungstenite",
+        "tokio_tungstenite",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "axum",
+        "reqwest",
+        "rustls",
+    ];
+    let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let mut directives = requested.clone();
+    if requested.contains("trace") {
+        for target in VERBATIM_LOGGERS {
+            directives.push_str(&format!(",{target}=debug"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+}
+
 fn main() -> ExitCode {
     // The watchdog is this binary re-executed by `serve`; it needs neither clap nor a runtime.
     if std::env::args_os().nth(1).as_deref() == Some(WATCHDOG_ARG.as_ref()) {
@@ -44,10 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

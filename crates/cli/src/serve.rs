@@ -1,6 +1,7 @@
 //! `exec-server serve`.
 
 use anyhow::Context;
+use exec_server_daemon::admission::{AccessPolicy, Token};
 use exec_server_daemon::watchdog::Watchdog;
 use exec_server_daemon::{ListenUrl, Server, ServerConfig};
 use std::io::Write;
@@ -24,6 +25,10 @@ pub struct ServeArgs {
     /// Largest file `fs/readFile` returns whole, in bytes; bigger files are read in ranges.
     #[arg(long, default_value_t = ServerConfig::default().filesystem.max_read_bytes)]
     max_read_bytes: u64,
+    /// Largest response body a buffered `http/request` returns, in bytes; larger bodies must
+    /// be streamed (`streamResponse`).
+    #[arg(long, default_value_t = ServerConfig::default().http.max_body_bytes)]
+    max_http_body_bytes: u64,
     /// Seconds a session survives without a connection before its processes are killed.
     #[arg(long, default_value_t = ServerConfig::default().session_ttl.as_secs())]
     session_ttl: u64,
@@ -31,6 +36,23 @@ pub struct ServeArgs {
     /// counts as dead and its session is detached.
     #[arg(long, default_value_t = ServerConfig::default().peer_timeout.as_secs())]
     peer_timeout: u64,
+    /// File holding the bearer token clients must send (`Authorization: Bearer ...`).
+    /// Without it, the token is read from EXEC_SERVER_TOKEN if set.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Serve a non-loopback address without a token. Anyone who can reach the port can then
+    /// run any command as this user.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// A browser origin allowed to open a websocket (repeatable); others get 403.
+    #[arg(long = "allow-origin")]
+    allowed_origins: Vec<String>,
+    /// Most live sessions at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_sessions)]
+    max_sessions: usize,
+    /// Most open connections at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_connections)]
+    max_connections: usize,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -41,9 +63,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         peer_timeout: Duration::from_secs(args.peer_timeout.max(1)),
         ..ServerConfig::default()
     };
+    config.access = AccessPolicy {
+        token: read_token(args.token_file.as_deref())?,
+        allowed_origins: args.allowed_origins.clone(),
+    };
+    config.max_sessions = args.max_sessions;
+    config.max_connections = args.max_connections;
+    if !listen.is_loopback() && config.access.token.is_none() && !args.insecure_no_auth {
+        anyhow::bail!(
+            "refusing to listen on {listen} without authentication: anyone who can reach it \
+             could run any command as this user. Give a token with --token-file PATH or \
+             EXEC_SERVER_TOKEN, or listen on 127.0.0.1 (and reach it through ssh), or pass \
+             --insecure-no-auth if the network itself is trusted"
+        );
+    }
     config.process.retained_output_bytes = args.retained_output_bytes;
     config.process.max_processes = args.max_processes_per_session;
     config.filesystem.max_read_bytes = args.max_read_bytes;
+    config.http.max_body_bytes = args.max_http_body_bytes;
 
     // Kills our process groups if this process dies without doing it (SIGKILL, crash).
     let exe =
@@ -65,6 +102,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     watchdog.disarm();
     served?;
     Ok(())
+}
+
+/// The bearer token from `--token-file`, else from EXEC_SERVER_TOKEN.
+fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<Token>> {
+    let raw = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        None => match std::env::var("EXEC_SERVER_TOKEN") {
+            Ok(value) => value,
+            Err(_) => return Ok(None),
+        },
+    };
+    match Token::new(&raw) {
+        Some(token) => Ok(Some(token)),
+        None => anyhow::bail!("the token is empty; put a long random string in it"),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

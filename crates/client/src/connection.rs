@@ -9,9 +9,11 @@
 //! If the session expired meanwhile, everything fails with a message saying so.
 
 use crate::error::ClientError;
+use crate::remote_http::HttpBodyRoutes;
 use crate::routing::{Route, RouteTable};
 use exec_server_environment::ProcessEvent;
 use exec_server_protocol::envelope;
+use exec_server_protocol::http::BodyDeltaNotification;
 use exec_server_protocol::initialize::{Capabilities, InitializeParams, InitializeResponse};
 use exec_server_protocol::process::{ClosedNotification, ExitedNotification, OutputNotification};
 use exec_server_protocol::{error_codes, methods, ErrorObject, Message, RequestId};
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -42,6 +45,9 @@ pub struct ClientOptions {
     /// counts as dead and is replaced.
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
+    /// Bearer token sent on the websocket upgrade. `connect_environment` reads it from
+    /// EXEC_SERVER_TOKEN.
+    pub token: Option<String>,
 }
 
 /// How hard to try to get a dropped connection back.
@@ -74,6 +80,7 @@ impl Default for ClientOptions {
             reconnect: ReconnectPolicy::default(),
             ping_interval: Duration::from_secs(10),
             pong_timeout: Duration::from_secs(20),
+            token: None,
         }
     }
 }
@@ -111,6 +118,7 @@ pub(crate) struct ClientInner {
     link: watch::Sender<Link>,
     state: Mutex<SharedState>,
     pub(crate) routes: RouteTable,
+    http_routes: HttpBodyRoutes,
 }
 
 #[derive(Default)]
@@ -132,6 +140,7 @@ impl ExecServerClient {
             link: watch::Sender::new(Link::Reconnecting),
             state: Mutex::new(SharedState::default()),
             routes: RouteTable::default(),
+            http_routes: HttpBodyRoutes::default(),
         });
         inner.open_link(None).await?;
         Ok(ExecServerClient { inner })
@@ -209,6 +218,28 @@ impl ExecServerClient {
     pub(crate) fn unroute_process(&self, process_id: &str) {
         self.inner.routes.remove(process_id);
     }
+
+    /// A `requestId` for `http/request`, unique for the life of this client.
+    pub(crate) fn next_http_request_id(&self) -> String {
+        self.inner.http_routes.next_id()
+    }
+
+    /// Registers where the `bodyDelta`s of `request_id` go.
+    pub(crate) fn route_http_body(
+        &self,
+        request_id: &str,
+    ) -> mpsc::Receiver<BodyDeltaNotification> {
+        if let Link::Down(_) = &*self.inner.link.borrow() {
+            // Nothing will ever arrive: hand out a closed stream, the call itself will fail.
+            let (_, rx) = mpsc::channel(1);
+            return rx;
+        }
+        self.inner.http_routes.add(request_id)
+    }
+
+    pub(crate) fn unroute_http_body(&self, request_id: &str) {
+        self.inner.http_routes.remove(request_id);
+    }
 }
 
 impl ClientInner {
@@ -277,7 +308,24 @@ impl ClientInner {
         let config = WebSocketConfig::default()
             .max_message_size(Some(options.max_message_bytes))
             .max_frame_size(Some(options.max_message_bytes));
-        let connect = tokio_tungstenite::connect_async_with_config(&self.url, Some(config), true);
+        let mut request =
+            self.url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| ClientError::Connect {
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                })?;
+        if let Some(token) = &options.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ClientError::Connect {
+                    url: self.url.clone(),
+                    reason: "the token is not a valid header value".to_owned(),
+                })?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         let (socket, _) = tokio::time::timeout(options.connect_timeout, connect)
             .await
             .map_err(|_| ClientError::Connect {
@@ -432,6 +480,14 @@ impl ClientInner {
     }
 
     async fn route_notification(self: &Arc<Self>, method: &str, params: &str) {
+        if method == methods::HTTP_REQUEST_BODY_DELTA {
+            match serde_json::from_str::<BodyDeltaNotification>(params) {
+                // Waits for the consumer, like process events (back-pressure).
+                Ok(delta) => self.http_routes.deliver(delta).await,
+                Err(e) => tracing::warn!("bad {method} notification: {e}"),
+            }
+            return;
+        }
         let (process_id, event) = match method {
             methods::PROCESS_OUTPUT => match serde_json::from_str::<OutputNotification>(params) {
                 Ok(n) => (
@@ -507,6 +563,8 @@ impl ClientInner {
         if !is_current {
             return;
         }
+        // The server ends a connection's HTTP streams with it; a resumed session has none.
+        self.http_routes.fail_all();
         if self.options.reconnect.max_attempts == 0 {
             self.give_up(reason);
             return;
@@ -559,5 +617,6 @@ impl ClientInner {
             let _ = tx.send(Err(ClientError::Transport(reason.clone())));
         }
         self.routes.fail_all(&reason);
+        self.http_routes.fail_all();
     }
 }

@@ -10,6 +10,7 @@
 mod connection;
 mod error;
 mod remote_filesystem;
+mod remote_http;
 mod remote_process;
 mod routing;
 pub mod transfer;
@@ -17,6 +18,7 @@ pub mod transfer;
 pub use connection::{ClientOptions, ExecServerClient, ReconnectPolicy};
 pub use error::ClientError;
 pub use remote_filesystem::RemoteFileSystem;
+pub use remote_http::RemoteHttpClient;
 pub use remote_process::RemoteProcesses;
 
 use exec_server_environment::Environment;
@@ -24,7 +26,14 @@ use std::sync::Arc;
 
 /// Connects to the server at `url` and returns the remote environment over it.
 pub async fn connect_environment(url: &str) -> Result<Environment, ClientError> {
-    let client = ExecServerClient::connect(url, ClientOptions::default()).await?;
+    let options = ClientOptions {
+        token: std::env::var("EXEC_SERVER_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
+        ..ClientOptions::default()
+    };
+    let client = ExecServerClient::connect(url, options).await?;
     Ok(environment(client))
 }
 
@@ -32,6 +41,7 @@ pub async fn connect_environment(url: &str) -> Result<Environment, ClientError> 
 pub fn environment(client: ExecServerClient) -> Environment {
     Environment::new(
         Arc::new(RemoteProcesses::new(client.clone())),
-        Arc::new(RemoteFileSystem::new(client)),
+        Arc::new(RemoteFileSystem::new(client.clone())),
+        Arc::new(RemoteHttpClient::new(client)),
     )
 }

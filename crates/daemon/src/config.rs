@@ -1,6 +1,7 @@
 //! Server settings.
 
-use exec_server_environment::local::{FsConfig, ProcessConfig};
+use crate::admission::AccessPolicy;
+use exec_server_environment::local::{FsConfig, HttpConfig, ProcessConfig};
 use std::time::Duration;
 
 /// Everything a running server is configured with.
@@ -15,9 +16,17 @@ pub struct ServerConfig {
     pub process: ProcessConfig,
     /// Filesystem settings (the whole-file read limit).
     pub filesystem: FsConfig,
+    /// HTTP settings (the buffered response body limit).
+    pub http: HttpConfig,
     /// A connection that sends nothing (not even a pong to our pings, sent every half of
     /// this) for this long is dead: it is dropped and its session detached.
     pub peer_timeout: Duration,
+    /// Bearer token and allowed browser origins.
+    pub access: AccessPolicy,
+    /// Most live sessions (attached or detached) at once.
+    pub max_sessions: usize,
+    /// Most open connections at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -27,7 +36,11 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(30),
             process: ProcessConfig::default(),
             filesystem: FsConfig::default(),
+            http: HttpConfig::default(),
             peer_timeout: Duration::from_secs(20),
+            access: AccessPolicy::default(),
+            max_sessions: 256,
+            max_connections: 512,
         }
     }
 }

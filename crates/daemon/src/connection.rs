@@ -6,6 +6,7 @@
 //! its own task, so a long-poll `process/read` never blocks the connection. All replies and
 //! notifications go through one outbound queue drained by one writer task.
 
+use crate::handlers::http::HttpStreams;
 use crate::handlers::{self, RequestContext};
 use crate::listener::ServerState;
 use crate::session::{ConnectionId, Outbound, Session};
@@ -17,6 +18,7 @@ use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// Messages queued for the writer before producers wait (back-pressure on output readers).
 const OUTBOUND_QUEUE_MESSAGES: usize = 128;
@@ -25,7 +27,7 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Serves one websocket until it closes.
 pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<ServerState>) {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let (outbound, mut queue) = mpsc::channel::<String>(OUTBOUND_QUEUE_MESSAGES);
     let peer_timeout = state.config.peer_timeout;
     let writer = tokio::spawn(async move {
@@ -58,8 +60,21 @@ pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<
         let _ = tokio::time::timeout(peer_timeout, sink.close()).await;
     });
 
-    let mut connection = Connection::new(state, outbound, peer);
-    tracing::debug!(connection = connection.id, peer = %connection.peer, "connection opened");
+    let connection = Connection::new(state, outbound, peer);
+    let span = tracing::info_span!("connection", id = connection.id, peer = %connection.peer);
+    read_loop(connection, stream, peer_timeout)
+        .instrument(span)
+        .await;
+    // Once the peer has closed or failed, the websocket cannot carry anything more.
+    writer.abort();
+}
+
+async fn read_loop(
+    mut connection: Connection,
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    peer_timeout: std::time::Duration,
+) {
+    tracing::debug!("connection opened");
     loop {
         let frame = match tokio::time::timeout(peer_timeout, stream.next()).await {
             Ok(Some(frame)) => frame,
@@ -94,8 +109,6 @@ pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<
         }
     }
     connection.disconnect();
-    // Once the peer has closed or failed, the websocket cannot carry anything more.
-    writer.abort();
 }
 
 struct Connection {
@@ -106,6 +119,8 @@ struct Connection {
     session: Option<Arc<Session>>,
     initialized: bool,
     closing: bool,
+    /// HTTP body streams are per connection and end with it.
+    http_streams: Arc<HttpStreams>,
 }
 
 impl Connection {
@@ -118,6 +133,7 @@ impl Connection {
             session: None,
             initialized: false,
             closing: false,
+            http_streams: Arc::default(),
         }
     }
 
@@ -127,6 +143,8 @@ impl Connection {
     }
 
     async fn send_error(&self, id: &RequestId, error: ErrorObject) {
+        // Errors the connection answers itself (parsing, gating, unknown methods, initialize).
+        self.state.metrics.replied("(connection)", error.code);
         self.send(envelope::error_response(id, &error)).await;
     }
 
@@ -185,7 +203,8 @@ impl Connection {
                 }
             }
         } else {
-            tracing::warn!(
+            // Debug, not warn: a client must not be able to flood the logs.
+            tracing::debug!(
                 connection = self.id,
                 method,
                 "ignoring unknown notification"
@@ -233,15 +252,23 @@ impl Connection {
             return;
         }
         let context = RequestContext {
+            method: handler.method,
+            metrics: self.state.metrics.clone(),
             connection: self.id,
             session,
             outbound: self.outbound.clone(),
             filesystem: self.state.filesystem.clone(),
+            http: self.state.http.clone(),
+            http_streams: self.http_streams.clone(),
         };
+        // One span per request: the method and id only, never params (they carry
+        // environments, stdin and file contents).
+        let span = tracing::debug_span!("request", method = handler.method, %id);
+        tracing::debug!(parent: &span, "request");
         if handler.inline {
-            (handler.run)(context, id, params).await;
+            (handler.run)(context, id, params).instrument(span).await;
         } else {
-            tokio::spawn((handler.run)(context, id, params));
+            tokio::spawn((handler.run)(context, id, params).instrument(span));
         }
     }
 
@@ -261,7 +288,9 @@ impl Connection {
             Some(id) => sessions
                 .resume(&id, self.id, self.outbound.clone())
                 .map_err(|e| ErrorObject::new(error_codes::INVALID_REQUEST, e.to_string()))?,
-            None => sessions.create(self.id, self.outbound.clone()),
+            None => sessions
+                .create(self.id, self.outbound.clone())
+                .map_err(|e| e.to_error_object())?,
         };
         tracing::info!(connection = self.id, session = %session.id, client = %params.client_name, "initialized");
         let response = handlers::initialize::response(&self.state.config, &session);
@@ -270,6 +299,7 @@ impl Connection {
     }
 
     fn disconnect(&mut self) {
+        self.http_streams.close();
         if let Some(session) = self.session.take() {
             self.state.sessions.detach(&session, self.id);
         }

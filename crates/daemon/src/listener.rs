@@ -2,15 +2,20 @@
 
 use crate::config::ServerConfig;
 use crate::connection;
+use crate::metrics::{Gauges, Metrics};
 use crate::session::SessionRegistry;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
-use exec_server_environment::local::LocalFileSystem;
+use exec_server_environment::local::{LocalFileSystem, ReqwestHttpClient};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -43,6 +48,15 @@ impl ListenUrl {
     }
 }
 
+impl ListenUrl {
+    /// Whether only this machine can connect.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            ListenUrl::WebSocket(addr) => addr.ip().is_loopback(),
+        }
+    }
+}
+
 impl fmt::Display for ListenUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -58,6 +72,11 @@ pub(crate) struct ServerState {
     /// One filesystem for the whole server rather than one per session: it has no state of
     /// its own (files outlive sessions anyway), so nothing is gained by separating them.
     pub filesystem: Arc<LocalFileSystem>,
+    /// One HTTP client for the whole server, so its connection pools are shared.
+    pub http: Arc<ReqwestHttpClient>,
+    pub metrics: Arc<Metrics>,
+    /// False once shutdown has begun (`/readyz`).
+    pub ready: AtomicBool,
 }
 
 /// A bound, not yet serving, server.
@@ -73,8 +92,10 @@ impl Server {
         let ListenUrl::WebSocket(addr) = listen;
         let listener = TcpListener::bind(addr).await?;
         let url = ListenUrl::WebSocket(listener.local_addr()?);
-        let sessions = SessionRegistry::new(config.session_ttl, config.process.clone());
+        let sessions = SessionRegistry::new(config.session_ttl, config.process.clone())
+            .with_max_sessions(config.max_sessions);
         let filesystem = Arc::new(LocalFileSystem::new(config.filesystem.clone()));
+        let http = Arc::new(ReqwestHttpClient::new(config.http.clone()));
         Ok(Server {
             listener,
             url,
@@ -82,6 +103,9 @@ impl Server {
                 config,
                 sessions: Arc::new(sessions),
                 filesystem,
+                http,
+                metrics: Arc::new(Metrics::default()),
+                ready: AtomicBool::new(true),
             }),
         })
     }
@@ -100,6 +124,7 @@ impl Server {
             result = self.serve() => result,
             () = shutdown => Ok(()),
         };
+        state.ready.store(false, Ordering::Relaxed);
         state.sessions.kill_all();
         result
     }
@@ -107,6 +132,9 @@ impl Server {
     /// Serves until the listener fails.
     pub async fn serve(self) -> std::io::Result<()> {
         let app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .fallback(upgrade)
             .with_state(self.state.clone());
         // Small JSON-RPC replies must not wait for delayed ACKs (Nagle): that stall was 40 ms
@@ -124,17 +152,67 @@ impl Server {
     }
 }
 
+/// `GET /healthz`: the process is alive and serving HTTP. Never behind the token.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: new sessions are accepted now (false once shutdown began).
+async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text; behind the token when one is configured.
+async fn metrics(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Err(rejection) = state.config.access.check_token(&headers) {
+        return (rejection.status(), rejection.message()).into_response();
+    }
+    let gauges = Gauges {
+        sessions: state.sessions.len() as u64,
+        running_processes: state.sessions.running_processes() as u64,
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(gauges),
+    )
+        .into_response()
+}
+
 async fn upgrade(
     State(state): State<Arc<ServerState>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    ws: WebSocketUpgrade,
-) -> impl IntoResponse {
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(rejection) = state.config.access.admit(&headers) {
+        tracing::info!(%peer, ?rejection, "refused a connection");
+        return (rejection.status(), rejection.message()).into_response();
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    if state.metrics.connections_open() >= state.config.max_connections as u64 {
+        let message = format!(
+            "too many connections: the limit (maxConnections) is {}\n",
+            state.config.max_connections
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    }
     // The websocket layer's hard cap is twice the protocol limit, so a message just over the
     // limit still arrives whole and gets a clean JSON-RPC error instead of a dropped socket.
     let cap = state.config.max_message_bytes.saturating_mul(2);
     ws.max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| connection::serve_websocket(socket, peer.to_string(), state))
+        .on_upgrade(move |socket| async move {
+            let _open = state.metrics.connection_opened();
+            connection::serve_websocket(socket, peer.to_string(), state.clone()).await
+        })
+        .into_response()
 }
 
 #[cfg(test)]

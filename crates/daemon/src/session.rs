@@ -107,10 +107,31 @@ pub(crate) enum AttachError {
     Unknown(String),
     #[error("session {0} is already attached to another connection")]
     AlreadyAttached(String),
+    #[error(
+        "too many sessions: the limit (maxSessions) is {0}; close unused sessions or raise \
+         --max-sessions"
+    )]
+    TooManySessions(usize),
+}
+
+impl AttachError {
+    pub fn to_error_object(&self) -> exec_server_protocol::ErrorObject {
+        let error = exec_server_protocol::ErrorObject::new(
+            exec_server_protocol::error_codes::INVALID_REQUEST,
+            self.to_string(),
+        );
+        match self {
+            AttachError::TooManySessions(n) => {
+                error.with_data(serde_json::json!({"limit": "maxSessions", "max": n}))
+            }
+            _ => error,
+        }
+    }
 }
 
 pub(crate) struct SessionRegistry {
     ttl: Duration,
+    max_sessions: usize,
     clock: Arc<dyn Clock>,
     process_config: ProcessConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -121,9 +142,16 @@ impl SessionRegistry {
         Self::with_clock(ttl, process_config, Arc::new(TokioClock))
     }
 
+    /// At most `max` live sessions at once.
+    pub fn with_max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max;
+        self
+    }
+
     pub fn with_clock(ttl: Duration, process_config: ProcessConfig, clock: Arc<dyn Clock>) -> Self {
         SessionRegistry {
             ttl,
+            max_sessions: usize::MAX,
             clock,
             process_config,
             sessions: Mutex::new(HashMap::new()),
@@ -136,8 +164,15 @@ impl SessionRegistry {
             .expect("session registry lock poisoned")
     }
 
-    /// Creates a new session attached to `connection`.
-    pub fn create(&self, connection: ConnectionId, outbound: Outbound) -> Arc<Session> {
+    /// Creates a new session attached to `connection`, within the session limit.
+    pub fn create(
+        &self,
+        connection: ConnectionId,
+        outbound: Outbound,
+    ) -> Result<Arc<Session>, AttachError> {
+        if self.sessions().len() >= self.max_sessions {
+            return Err(AttachError::TooManySessions(self.max_sessions));
+        }
         let session = Arc::new(Session {
             id: uuid::Uuid::new_v4().to_string(),
             processes: ProcessTable::new(self.process_config.clone()),
@@ -148,7 +183,7 @@ impl SessionRegistry {
             changes: watch::Sender::new(()),
         });
         self.sessions().insert(session.id.clone(), session.clone());
-        session
+        Ok(session)
     }
 
     /// Re-attaches a detached session to `connection`.
@@ -216,6 +251,19 @@ impl SessionRegistry {
         }
     }
 
+    /// Live sessions, attached or detached.
+    pub fn len(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Processes that have not exited, over every session.
+    pub fn running_processes(&self) -> usize {
+        self.sessions()
+            .values()
+            .map(|s| s.processes.running_count())
+            .sum()
+    }
+
     /// Kills every process of every session (server shutdown).
     pub fn kill_all(&self) {
         for session in self.sessions().values() {
@@ -266,7 +314,7 @@ mod tests {
         let (outbound, _queue) = mpsc::channel(8);
 
         // Just before the deadline, resume works.
-        let session = registry.create(1, outbound.clone());
+        let session = registry.create(1, outbound.clone()).unwrap();
         registry.detach(&session, 1);
         *clock.0.lock().unwrap() = start + TTL - Duration::from_nanos(1);
         let resumed = registry.resume(&session.id, 2, outbound.clone()).unwrap();
@@ -313,7 +361,7 @@ mod tests {
             ProcessConfig::default(),
         ));
         let (outbound, _queue) = mpsc::channel(8);
-        let session = registry.create(1, outbound.clone());
+        let session = registry.create(1, outbound.clone()).unwrap();
         let err = registry
             .resume(&session.id, 2, outbound.clone())
             .err()

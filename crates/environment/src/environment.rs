@@ -1,5 +1,8 @@
 use crate::filesystem::FileSystem;
-use crate::local::{FsConfig, LocalFileSystem, ProcessConfig, ProcessTable};
+use crate::http::HttpClient;
+use crate::local::{
+    FsConfig, HttpConfig, LocalFileSystem, ProcessConfig, ProcessTable, ReqwestHttpClient,
+};
 use crate::process::ProcessBackend;
 use std::sync::Arc;
 
@@ -8,14 +11,20 @@ use std::sync::Arc;
 pub struct Environment {
     processes: Arc<dyn ProcessBackend>,
     filesystem: Arc<dyn FileSystem>,
+    http: Arc<dyn HttpClient>,
 }
 
 impl Environment {
     /// Builds an environment from capability implementations (the remote client uses this).
-    pub fn new(processes: Arc<dyn ProcessBackend>, filesystem: Arc<dyn FileSystem>) -> Self {
+    pub fn new(
+        processes: Arc<dyn ProcessBackend>,
+        filesystem: Arc<dyn FileSystem>,
+        http: Arc<dyn HttpClient>,
+    ) -> Self {
         Environment {
             processes,
             filesystem,
+            http,
         }
     }
 
@@ -30,9 +39,23 @@ impl Environment {
     }
 
     pub fn local_with_config(processes: ProcessConfig, filesystem: FsConfig) -> Self {
+        Self::local_with_configs(processes, filesystem, HttpConfig::default())
+    }
+
+    /// The local environment with custom HTTP settings (the buffered body limit).
+    pub fn local_with_http(http: HttpConfig) -> Self {
+        Self::local_with_configs(ProcessConfig::default(), FsConfig::default(), http)
+    }
+
+    pub fn local_with_configs(
+        processes: ProcessConfig,
+        filesystem: FsConfig,
+        http: HttpConfig,
+    ) -> Self {
         Environment::new(
             Arc::new(ProcessTable::new(processes)),
             Arc::new(LocalFileSystem::new(filesystem)),
+            Arc::new(ReqwestHttpClient::new(http)),
         )
     }
 
@@ -42,5 +65,9 @@ impl Environment {
 
     pub fn filesystem(&self) -> &Arc<dyn FileSystem> {
         &self.filesystem
+    }
+
+    pub fn http(&self) -> &Arc<dyn HttpClient> {
+        &self.http
     }
 }

@@ -7,9 +7,11 @@
 
 mod environment;
 pub mod filesystem;
+pub mod http;
 pub mod local;
 pub mod process;
 
 pub use environment::Environment;
 pub use filesystem::{FileSystem, FsError, FsFeatures};
+pub use http::{HttpBodyStream, HttpClient, HttpError};
 pub use process::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents, StartedProcess};

@@ -66,6 +66,8 @@ pub struct WriteFileParams {
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_false"
     )]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub append: bool,
 }
 
@@ -76,6 +78,8 @@ pub struct CreateDirectoryParams {
     pub path: AbsolutePath,
     /// Create missing parents, and succeed when the directory exists (default true).
     #[serde(default = "default_true", deserialize_with = "null_as_true")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub recursive: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxContext>,
@@ -146,9 +150,13 @@ pub struct RemoveParams {
     pub path: AbsolutePath,
     /// Remove a directory with its contents (default true); false removes only an empty one.
     #[serde(default = "default_true", deserialize_with = "null_as_true")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub recursive: bool,
     /// Succeed when the path does not exist (default true).
     #[serde(default = "default_true", deserialize_with = "null_as_true")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub force: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxContext>,

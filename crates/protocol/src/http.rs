@@ -31,6 +31,8 @@ pub struct HttpRequestParams {
     /// Absolute `http` or `https` URL.
     pub url: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<Vec<HttpHeader>>")]
     pub headers: Vec<HttpHeader>,
     /// Request body; absent or null = no body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,9 +44,13 @@ pub struct HttpRequestParams {
     /// connection until the terminal delta. Required by codex; accepted as absent here (only
     /// a streamed request needs one).
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<String>")]
     pub request_id: String,
     /// Return after the response headers and stream the body as notifications.
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub stream_response: bool,
 }
 
@@ -70,6 +76,8 @@ pub struct BodyDeltaNotification {
     pub seq: u64,
     pub delta_base64: Base64Bytes,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub done: bool,
     #[serde(default)]
     pub error: Option<String>,

@@ -81,4 +81,7 @@ pub struct Limits {
     pub retained_output_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_processes_per_session: Option<u64>,
+    /// Largest response body a buffered `http/request` returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_body_bytes: Option<u64>,
 }

@@ -36,3 +36,27 @@ pub fn family(method: &str) -> Option<&'static str> {
         None
     }
 }
+
+/// Every request method this protocol defines (including additions).
+pub const REQUESTS: &[&str] = &[
+    INITIALIZE,
+    PROCESS_START,
+    PROCESS_READ,
+    PROCESS_WRITE,
+    PROCESS_TERMINATE,
+    FS_READ_FILE,
+    FS_WRITE_FILE,
+    FS_CREATE_DIRECTORY,
+    FS_GET_METADATA,
+    FS_READ_DIRECTORY,
+    FS_REMOVE,
+    FS_COPY,
+    FS_RENAME,
+    HTTP_REQUEST,
+];
+
+/// The static name of a known request method, for labels that must not grow with
+/// whatever names clients send.
+pub fn known_request(method: &str) -> Option<&'static str> {
+    REQUESTS.iter().copied().find(|m| *m == method)
+}

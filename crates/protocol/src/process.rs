@@ -26,6 +26,8 @@ pub struct StartParams {
     pub tty: bool,
     /// Without a PTY: keep stdin open as a pipe for `process/write` (else it is /dev/null).
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub pipe_stdin: bool,
     /// Override for argv[0] as the child sees it.
     #[serde(default)]
@@ -55,14 +57,24 @@ pub enum EnvInherit {
 #[serde(rename_all = "camelCase")]
 pub struct EnvPolicy {
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<EnvInherit>")]
     pub inherit: EnvInherit,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub ignore_default_excludes: bool,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<Vec<String>>")]
     pub exclude: Vec<String>,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub set: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<Vec<String>>")]
     pub include_only: Vec<String>,
 }
 

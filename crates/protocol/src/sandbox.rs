@@ -25,11 +25,17 @@ pub struct FileSystemSandboxContext {
     pub file_system_sandbox_policy: Option<Value>,
     /// Only meaningful on Windows. Codex requires it; accepted as absent here.
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<WindowsSandboxLevel>")]
     pub windows_sandbox_level: WindowsSandboxLevel,
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub windows_sandbox_private_desktop: bool,
     /// Codex's switch to its older Landlock-only Linux sandbox.
     #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub use_legacy_landlock: bool,
     /// Extra permissions granted on top of the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,13 +102,19 @@ pub enum SandboxPolicy {
             deserialize_with = "null_as_default",
             skip_serializing_if = "ReadOnlyAccess::is_full_access"
         )]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<ReadOnlyAccess>")]
         access: ReadOnlyAccess,
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<bool>")]
         network_access: bool,
     },
     /// The caller has sandboxed the server already; operations run in the server process.
     ExternalSandbox {
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<NetworkAccess>")]
         network_access: NetworkAccess,
     },
     /// Reads as allowed by `read_only_access`; writes only under the writable roots
@@ -110,18 +122,28 @@ pub enum SandboxPolicy {
     /// `.codex` and `.agents` stay read-only.
     WorkspaceWrite {
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<Vec<AbsolutePath>>")]
         writable_roots: Vec<AbsolutePath>,
         #[serde(
             default,
             deserialize_with = "null_as_default",
             skip_serializing_if = "ReadOnlyAccess::is_full_access"
         )]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<ReadOnlyAccess>")]
         read_only_access: ReadOnlyAccess,
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<bool>")]
         network_access: bool,
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<bool>")]
         exclude_tmpdir_env_var: bool,
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<bool>")]
         exclude_slash_tmp: bool,
     },
 }
@@ -148,8 +170,12 @@ pub enum ReadOnlyAccess {
     /// Only `readable_roots` (plus the platform's defaults when `include_platform_defaults`).
     Restricted {
         #[serde(default = "default_true", deserialize_with = "null_as_true")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<bool>")]
         include_platform_defaults: bool,
         #[serde(default, deserialize_with = "null_as_default")]
+        // An explicit null is accepted (as the default), so the schema says so.
+        #[schemars(with = "Option<Vec<AbsolutePath>>")]
         readable_roots: Vec<AbsolutePath>,
     },
 }

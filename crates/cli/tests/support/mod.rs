@@ -33,9 +33,39 @@ impl ServerProcess {
     /// Starts the real binary on 127.0.0.1:0 with extra `serve` arguments, and reads the URL
     /// it prints as its first stdout line.
     pub fn start(extra_args: &[&str]) -> ServerProcess {
+        Self::start_with(extra_args, &[], Stdio::inherit())
+    }
+
+    /// Like [`ServerProcess::start`], with extra environment variables and a chosen stderr.
+    pub fn start_with(extra_args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
             .args(["serve", "--listen", "ws://127.0.0.1:0"])
             .args(extra_args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("failed to start exec-server");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("failed to read the server's URL line");
+        let url = line.trim().to_owned();
+        assert!(
+            url.starts_with("ws://127.0.0.1:"),
+            "unexpected first line {url:?}"
+        );
+        ServerProcess { child, url }
+    }
+
+    /// Like [`ServerProcess::start`], with extra environment variables for the server.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
+            .args(["serve", "--listen", "ws://127.0.0.1:0"])
+            .args(extra_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -54,8 +84,26 @@ impl ServerProcess {
         ServerProcess { child, url }
     }
 
+    /// The server's resident set size, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status");
+        kib * 1024
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the server and waits for it (so its output is complete).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The exit status, if the server has exited.

@@ -47,6 +47,19 @@ impl RawPeer {
         }
     }
 
+    /// The underlying websocket, for tests that read and write from separate tasks.
+    pub fn into_socket(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.socket
+    }
+
+    /// Wraps a socket whose handshake is done.
+    pub fn from_socket(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> RawPeer {
+        RawPeer {
+            socket,
+            notifications: vec![],
+        }
+    }
+
     pub async fn send(&mut self, message: Value) {
         self.send_text(message.to_string()).await;
     }

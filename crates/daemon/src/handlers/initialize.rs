@@ -29,6 +29,7 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 max_read_bytes: Some(config.filesystem.max_read_bytes),
                 retained_output_bytes: Some(config.process.retained_output_bytes as u64),
                 max_processes_per_session: Some(config.process.max_processes as u64),
+                max_http_body_bytes: Some(config.http.max_body_bytes),
             },
         }),
     }

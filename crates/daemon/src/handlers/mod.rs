@@ -2,11 +2,13 @@
 //! session's local implementation, and queues the reply: nothing more.
 
 mod fs;
+pub(crate) mod http;
 pub(crate) mod initialize;
 mod process;
 
+use crate::metrics::Metrics;
 use crate::session::{ConnectionId, Outbound, Session};
-use exec_server_environment::local::LocalFileSystem;
+use exec_server_environment::local::{LocalFileSystem, ReqwestHttpClient};
 use exec_server_protocol::envelope;
 use exec_server_protocol::{error_codes, methods, ErrorObject, RequestId};
 use futures::future::BoxFuture;
@@ -17,19 +19,32 @@ use std::sync::Arc;
 
 /// What a handler gets to work with.
 pub(crate) struct RequestContext {
+    /// The method being served (for metrics).
+    pub method: &'static str,
+    pub metrics: Arc<Metrics>,
     pub connection: ConnectionId,
     pub session: Arc<Session>,
     pub outbound: Outbound,
     /// The server's one local filesystem, shared by every session (it holds no state).
     pub filesystem: Arc<LocalFileSystem>,
+    /// The server's one local HTTP client.
+    pub http: Arc<ReqwestHttpClient>,
+    /// The connection's streamed HTTP bodies (streams belong to the connection).
+    pub http_streams: Arc<http::HttpStreams>,
 }
 
 impl RequestContext {
     /// Queues the reply to request `id`.
     pub async fn reply<R: Serialize>(&self, id: &RequestId, result: Result<R, ErrorObject>) {
         let message = match result {
-            Ok(result) => envelope::response(id, &result),
-            Err(error) => envelope::error_response(id, &error),
+            Ok(result) => {
+                self.metrics.replied(self.method, 0);
+                envelope::response(id, &result)
+            }
+            Err(error) => {
+                self.metrics.replied(self.method, error.code);
+                envelope::error_response(id, &error)
+            }
         };
         let _ = self.outbound.send(message).await;
     }
@@ -38,6 +53,7 @@ impl RequestContext {
 type Run = fn(RequestContext, RequestId, Option<Box<RawValue>>) -> BoxFuture<'static, ()>;
 
 pub(crate) struct Handler {
+    pub method: &'static str,
     /// Handled in the connection's read loop, in arrival order, instead of in a task. Only
     /// for handlers that never wait long.
     pub inline: bool,
@@ -64,9 +80,14 @@ pub(crate) fn lookup(method: &str) -> Option<Handler> {
         methods::FS_REMOVE => (false, |c, id, p| Box::pin(fs::remove(c, id, p))),
         methods::FS_COPY => (false, |c, id, p| Box::pin(fs::copy(c, id, p))),
         methods::FS_RENAME => (false, |c, id, p| Box::pin(fs::rename(c, id, p))),
+        methods::HTTP_REQUEST => (false, |c, id, p| Box::pin(http::request(c, id, p))),
         _ => return None,
     };
-    Some(Handler { inline, run })
+    Some(Handler {
+        method: methods::known_request(method)?,
+        inline,
+        run,
+    })
 }
 
 /// Decodes params; absent or null params decode as `{}`, so a missing field is named.
@@ -75,6 +96,14 @@ pub(crate) fn decode<T: DeserializeOwned>(params: Option<Box<RawValue>>) -> Resu
         Some(raw) if raw.get() != "null" => raw.get(),
         _ => "{}",
     };
+    // Params are named. (serde would otherwise read a JSON array as a struct's fields in
+    // order, a form the protocol and its schema do not have.)
+    if !text.trim_start().starts_with('{') {
+        return Err(ErrorObject::new(
+            error_codes::INVALID_PARAMS,
+            "invalid params: params must be a JSON object",
+        ));
+    }
     serde_json::from_str(text)
         .map_err(|e| ErrorObject::new(error_codes::INVALID_PARAMS, format!("invalid params: {e}")))
 }

@@ -1,6 +1,7 @@
 //! `process/*`: thin adapters over the session's `ProcessTable`.
 
 use super::{decode, resumed_elsewhere, RequestContext};
+use crate::metrics::Metrics;
 use crate::session::Session;
 use exec_server_environment::{ProcessBackend, ProcessEvent, ProcessEvents};
 use exec_server_protocol::envelope;
@@ -29,6 +30,7 @@ pub(super) async fn start(ctx: RequestContext, id: RequestId, params: Option<Box
                 ctx.session.clone(),
                 started.process_id,
                 started.events,
+                ctx.metrics.clone(),
             ));
         }
         Err(e) => ctx.reply::<()>(&id, Err(e.to_error_object())).await,
@@ -38,11 +40,19 @@ pub(super) async fn start(ctx: RequestContext, id: RequestId, params: Option<Box
 /// Sends a process's events as notifications to whichever connection the session is
 /// attached to at the time. While detached, events are dropped (they stay readable through
 /// `process/read`) and never wait, so the output reader keeps draining into retention.
-async fn forward_events(session: Arc<Session>, process_id: String, mut events: ProcessEvents) {
+async fn forward_events(
+    session: Arc<Session>,
+    process_id: String,
+    mut events: ProcessEvents,
+    metrics: Arc<Metrics>,
+) {
     while let Some(event) = events.next().await {
         let Some(outbound) = session.outbound() else {
             continue;
         };
+        if let ProcessEvent::Output { chunk, .. } = &event {
+            metrics.output_streamed(chunk.len());
+        }
         let message = match event {
             ProcessEvent::Output { seq, stream, chunk } => envelope::notification(
                 methods::PROCESS_OUTPUT,
@@ -146,12 +156,16 @@ mod tests {
             ProcessConfig::default(),
         ));
         let (old_out, mut old_queue) = mpsc::channel(8);
-        let session = registry.create(1, old_out.clone());
+        let session = registry.create(1, old_out.clone()).unwrap();
         let context = |connection, outbound| RequestContext {
+            method: "process/read",
+            metrics: Default::default(),
             connection,
             session: session.clone(),
             outbound,
             filesystem: Arc::new(LocalFileSystem::new(FsConfig::default())),
+            http: Default::default(),
+            http_streams: Default::default(),
         };
         let start: Box<RawValue> = serde_json::from_str(
             r#"{"processId":"p","argv":["/bin/sleep","1000"],"cwd":"/","env":{},"tty":false}"#,

@@ -127,6 +127,18 @@ impl ProcessTable {
         &self.shared.config
     }
 
+    /// Processes of this table that have not exited yet.
+    pub fn running_count(&self) -> usize {
+        self.shared
+            .slots()
+            .values()
+            .filter(|s| match s {
+                Slot::Live(p) => p.state().log.exit().is_none(),
+                Slot::Starting => true,
+            })
+            .count()
+    }
+
     /// Kills every running process group of this table (session expiry, shutdown).
     pub fn kill_all(&self) {
         self.shared.kill_all();
@@ -205,6 +217,12 @@ impl ProcessBackend for ProcessTable {
             }
             slots.insert(id.clone(), Slot::Starting);
         }
+        // If this future is dropped mid-spawn, the reservation must not outlive it.
+        let reservation = Reservation {
+            table: &self.shared,
+            id: &id,
+            armed: true,
+        };
 
         let mode = if params.tty {
             StdioMode::Pty
@@ -221,25 +239,21 @@ impl ProcessBackend for ProcessTable {
             env,
             mode,
         };
-        let spawned = match spawn::spawn(request).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.shared.slots().remove(&id);
-                return Err(ProcessError::Spawn(e));
-            }
-        };
-        let started = launch(&self.shared, spawned, mode);
-        match started {
+        let spawned = spawn::spawn(request).await.map_err(ProcessError::Spawn)?;
+        let pid = spawned.pid;
+        match launch(&self.shared, spawned, mode) {
             Ok(process) => {
                 let events = subscribe(&process);
                 self.shared.slots().insert(id.clone(), Slot::Live(process));
+                reservation.disarm();
                 Ok(StartedProcess {
                     process_id: id,
                     events,
                 })
             }
             Err(e) => {
-                self.shared.slots().remove(&id);
+                // Spawned but not manageable: it must not run on unsupervised.
+                spawn::kill_and_reap(pid);
                 Err(ProcessError::Spawn(e))
             }
         }
@@ -293,6 +307,30 @@ impl ProcessBackend for ProcessTable {
             Ok(process) => Ok(process.kill_group()),
             Err(ProcessError::UnknownProcess(_) | ProcessError::Starting(_)) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Removes a `Starting` slot when dropped, unless disarmed (the process went live).
+struct Reservation<'a> {
+    table: &'a TableShared,
+    id: &'a str,
+    armed: bool,
+}
+
+impl Reservation<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut slots = self.table.slots();
+            if matches!(slots.get(self.id), Some(Slot::Starting)) {
+                slots.remove(self.id);
+            }
         }
     }
 }

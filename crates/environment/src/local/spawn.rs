@@ -78,7 +78,10 @@ pub(crate) async fn spawn(request: SpawnRequest) -> io::Result<SpawnedChild> {
     let job: Job = Box::new(move || {
         // The PTY master registers with the reactor, so the runtime must be entered.
         let _guard = handle.enter();
-        let _ = tx.send(spawn_now(request));
+        if let Err(Ok(orphan)) = tx.send(spawn_now(request)) {
+            // The caller gave up (its future was dropped): nobody will manage this child.
+            kill_and_reap(orphan.pid);
+        }
     });
     spawner()
         .lock()
@@ -200,4 +203,14 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just gave us this fd and nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Kills a child's process group and reaps the child (which has no other owner).
+pub(crate) fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: plain syscalls on our own, unreaped child.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
 }
