@@ -3,14 +3,16 @@
 use anyhow::Context;
 use exec_server_daemon::admission::{AccessPolicy, Token};
 use exec_server_daemon::watchdog::Watchdog;
-use exec_server_daemon::{ListenUrl, Server, ServerConfig};
+use exec_server_daemon::{ListenUrl, Server, ServerConfig, TlsFiles};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen: `ws://IP:PORT` (port 0 picks a free port).
+    /// Where to listen: `ws://IP:PORT` (port 0 picks a free port), `wss://IP:PORT` (with
+    /// --tls-cert and --tls-key), `unix:///path` (a socket only this user can open), or
+    /// `stdio` (one connection of line-delimited JSON on stdin/stdout, e.g. under ssh).
     #[arg(long, default_value = ListenUrl::DEFAULT)]
     listen: String,
     /// Largest JSON-RPC message accepted, in bytes.
@@ -50,6 +52,12 @@ pub struct ServeArgs {
     /// Most live sessions at once.
     #[arg(long, default_value_t = ServerConfig::default().max_sessions)]
     max_sessions: usize,
+    /// Certificate chain (PEM) for `wss://`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) for `wss://`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Most open connections at once.
     #[arg(long, default_value_t = ServerConfig::default().max_connections)]
     max_connections: usize,
@@ -88,14 +96,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let watchdog = Arc::new(Watchdog::spawn(&exe).context("failed to start the watchdog")?);
     config.process.group_watcher = Some(watchdog.clone());
 
-    let server = Server::bind(&listen, config)
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let server = Server::bind(&listen, config, tls.as_ref())
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
-    // Launchers read this line to learn the port: it must be the first line on stdout.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", server.url())?;
-    stdout.flush()?;
-    drop(stdout);
+    if listen != ListenUrl::Stdio {
+        // Launchers read this line to learn the port: it must be the first line on stdout.
+        // (With stdio, stdout carries the protocol and nothing else.)
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", server.url())?;
+        stdout.flush()?;
+    }
     tracing::info!(url = %server.url(), "serving");
     let served = server.serve_until(shutdown_signal()).await;
     // serve_until has killed every process group; the watchdog has nothing left to do.

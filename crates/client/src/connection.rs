@@ -11,6 +11,7 @@
 use crate::error::ClientError;
 use crate::remote_http::HttpBodyRoutes;
 use crate::routing::{Route, RouteTable};
+use crate::transport::{self, Outgoing};
 use exec_server_environment::ProcessEvent;
 use exec_server_protocol::envelope;
 use exec_server_protocol::http::BodyDeltaNotification;
@@ -26,9 +27,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -48,6 +46,11 @@ pub struct ClientOptions {
     /// Bearer token sent on the websocket upgrade. `connect_environment` reads it from
     /// EXEC_SERVER_TOKEN.
     pub token: Option<String>,
+    /// For `wss://`: trust this PEM certificate (a self-signed server's) instead of the
+    /// system's roots.
+    pub tls_root_certificate: Option<std::path::PathBuf>,
+    /// For `ssh://`: the program to run on the far side.
+    pub ssh_remote_command: String,
 }
 
 /// How hard to try to get a dropped connection back.
@@ -81,6 +84,8 @@ impl Default for ClientOptions {
             ping_interval: Duration::from_secs(10),
             pong_timeout: Duration::from_secs(20),
             token: None,
+            tls_root_certificate: None,
+            ssh_remote_command: "exec-server".to_owned(),
         }
     }
 }
@@ -92,12 +97,6 @@ pub struct ExecServerClient {
 }
 
 type PendingReply = oneshot::Sender<Result<Box<RawValue>, ClientError>>;
-
-/// What goes to a link's writer task.
-enum Outgoing {
-    Text(String),
-    Ping,
-}
 
 /// The state of the client's connection.
 #[derive(Clone)]
@@ -128,6 +127,8 @@ struct SharedState {
     session_id: String,
     capabilities: Option<Capabilities>,
     generation: u64,
+    /// Links known to be dead (see `open_link`).
+    lost_generations: std::collections::BTreeSet<u64>,
 }
 
 impl ExecServerClient {
@@ -175,7 +176,8 @@ impl ExecServerClient {
     ) -> Result<R, ClientError> {
         loop {
             match self.inner.call(method, params).await {
-                Err(ClientError::ConnectionLost(_)) => continue,
+                // Let the reader notice the loss and replace the link before retrying.
+                Err(ClientError::ConnectionLost(_)) => tokio::task::yield_now().await,
                 other => return other,
             }
         }
@@ -289,6 +291,9 @@ impl ClientInner {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state();
+            if state.lost_generations.contains(&generation) {
+                return Err(ClientError::ConnectionLost("the connection closed".into()));
+            }
             state.pending.insert(id, (generation, tx));
             // Queued under the lock, so calls made one after another go out in that order.
             let message = envelope::request(&RequestId::Integer(id), method, params);
@@ -305,38 +310,13 @@ impl ClientInner {
     /// the current link.
     async fn open_link(self: &Arc<Self>, resume: Option<String>) -> Result<(), ClientError> {
         let options = &self.options;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(options.max_message_bytes))
-            .max_frame_size(Some(options.max_message_bytes));
-        let mut request =
-            self.url
-                .as_str()
-                .into_client_request()
-                .map_err(|e| ClientError::Connect {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })?;
-        if let Some(token) = &options.token {
-            let value = format!("Bearer {token}")
-                .parse()
+        let (mut sink, mut stream) =
+            tokio::time::timeout(options.connect_timeout, transport::open(&self.url, options))
+                .await
                 .map_err(|_| ClientError::Connect {
                     url: self.url.clone(),
-                    reason: "the token is not a valid header value".to_owned(),
-                })?;
-            request.headers_mut().insert("authorization", value);
-        }
-        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        let (socket, _) = tokio::time::timeout(options.connect_timeout, connect)
-            .await
-            .map_err(|_| ClientError::Connect {
-                url: self.url.clone(),
-                reason: format!("timed out after {:?}", options.connect_timeout),
-            })?
-            .map_err(|e| ClientError::Connect {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            })?;
-        let (mut sink, mut stream) = socket.split();
+                    reason: format!("timed out after {:?}", options.connect_timeout),
+                })??;
         let (outbound, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let generation = {
             let mut state = self.state();
@@ -361,11 +341,7 @@ impl ClientInner {
                     batch.push(next);
                 }
                 for message in batch {
-                    let frame = match message {
-                        Outgoing::Text(text) => WsMessage::Text(text.into()),
-                        Outgoing::Ping => WsMessage::Ping(Default::default()),
-                    };
-                    if sink.feed(frame).await.is_err() {
+                    if sink.feed(message).await.is_err() {
                         return;
                     }
                 }
@@ -377,7 +353,12 @@ impl ClientInner {
         });
 
         let weak = Arc::downgrade(self);
-        let pong_timeout = options.pong_timeout;
+        // A link without keepalive may be silent for as long as nothing happens.
+        let pong_timeout = if transport::has_keepalive(&self.url) {
+            options.pong_timeout
+        } else {
+            Duration::from_secs(365 * 24 * 3600)
+        };
         tokio::spawn(async move {
             let reason = loop {
                 let frame = match tokio::time::timeout(pong_timeout, stream.next()).await {
@@ -388,19 +369,13 @@ impl ClientInner {
                     Ok(Some(Err(e))) => break e.to_string(),
                     Ok(Some(Ok(frame))) => frame,
                 };
-                let text = match &frame {
-                    WsMessage::Text(t) => t.as_str(),
-                    WsMessage::Binary(b) => match std::str::from_utf8(b) {
-                        Ok(t) => t,
-                        Err(_) => continue,
-                    },
-                    WsMessage::Close(_) => break "the server closed the connection".to_owned(),
-                    _ => continue,
+                let Some(text) = frame else {
+                    continue;
                 };
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                inner.dispatch(text).await;
+                inner.dispatch(&text).await;
             };
             if let Some(inner) = weak.upgrade() {
                 inner.connection_lost(generation, reason);
@@ -437,11 +412,18 @@ impl ClientInner {
         outbound
             .send(Outgoing::Text(initialized))
             .map_err(|_| ClientError::ConnectionLost("the connection closed".into()))?;
-        {
-            let mut state = self.state();
-            state.session_id = response.session_id;
-            state.capabilities = response.capabilities;
+        let mut state = self.state();
+        // The link may have died after its handshake answered but before it is installed;
+        // `connection_lost` then saw no current link and did not reconnect. Installing it
+        // would leave a dead link marked up, so fail instead and let the caller retry. (The
+        // check and the install happen under the lock `connection_lost` takes.)
+        if state.lost_generations.contains(&generation) {
+            return Err(ClientError::ConnectionLost(
+                "the connection dropped during the handshake".into(),
+            ));
         }
+        state.session_id = response.session_id;
+        state.capabilities = response.capabilities;
         self.link.send_replace(Link::Up {
             generation,
             outbound,
@@ -544,10 +526,16 @@ impl ClientInner {
 
     /// The link of `generation` is gone: fail what was in flight on it, then reconnect.
     fn connection_lost(self: Arc<Self>, generation: u64, reason: String) {
-        let is_current =
-            matches!(&*self.link.borrow(), Link::Up { generation: g, .. } if *g == generation);
-        {
+        let is_current = {
             let mut state = self.state();
+            // Marked lost and drained in one critical section: a call registering on this
+            // link afterwards sees it lost (see `call_on`), one before is failed here.
+            state.lost_generations.insert(generation);
+            // Only links still being set up can be installed later; forget older ones.
+            let oldest_relevant = state.generation.saturating_sub(8);
+            state.lost_generations.retain(|g| *g >= oldest_relevant);
+            let is_current =
+                matches!(&*self.link.borrow(), Link::Up { generation: g, .. } if *g == generation);
             let lost: Vec<i64> = state
                 .pending
                 .iter()
@@ -559,7 +547,8 @@ impl ClientInner {
                     let _ = tx.send(Err(ClientError::ConnectionLost(reason.clone())));
                 }
             }
-        }
+            is_current
+        };
         if !is_current {
             return;
         }
@@ -600,7 +589,10 @@ impl ClientInner {
                     return self.give_up(reason);
                 }
                 // "already attached": the server has not noticed the old link is dead yet.
-                Err(e) => last_error = e.to_string(),
+                Err(e) => {
+                    tracing::debug!("resume attempt {attempt} failed: {e}");
+                    last_error = e.to_string()
+                }
             }
         }
         self.give_up(format!(

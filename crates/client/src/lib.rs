@@ -14,6 +14,7 @@ mod remote_http;
 mod remote_process;
 mod routing;
 pub mod transfer;
+mod transport;
 
 pub use connection::{ClientOptions, ExecServerClient, ReconnectPolicy};
 pub use error::ClientError;

@@ -13,7 +13,7 @@ use exec_server_environment::ProcessEvent;
 use exec_server_protocol::methods;
 use exec_server_protocol::process::{ReadParams, ReadResponse};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
@@ -84,6 +84,8 @@ impl RouteTable {
 pub(crate) struct Route {
     state: tokio::sync::Mutex<RouteState>,
     catching_up: AtomicBool,
+    /// Catch-ups asked for so far (see `catch_up`).
+    catch_up_requests: AtomicU64,
     finished: AtomicBool,
 }
 
@@ -108,6 +110,7 @@ impl Route {
                 ahead: BTreeMap::new(),
             }),
             catching_up: AtomicBool::new(false),
+            catch_up_requests: AtomicU64::new(0),
             finished: AtomicBool::new(false),
         }
     }
@@ -121,7 +124,7 @@ impl Route {
         let mut state = self.state.lock().await;
         self.accept(&mut state, event).await;
         Offered {
-            needs_catch_up: !state.ahead.is_empty() && !self.catching_up.load(Ordering::Acquire),
+            needs_catch_up: !state.ahead.is_empty(),
         }
     }
 
@@ -171,17 +174,29 @@ impl Route {
 
     /// Reads what the stream has not delivered yet and feeds it through `offer`, until the
     /// server has nothing more or the stream is finished. One catch-up runs at a time.
+    ///
+    /// Every request counts: one that arrives while a catch-up is finishing makes it run
+    /// again, so a request (after a reconnect, say) can never be lost to that race and
+    /// leave the stream waiting for events that only a read would bring.
     pub async fn catch_up(
         &self,
         client: &ExecServerClient,
         process_id: &str,
     ) -> Result<(), ClientError> {
-        if self.catching_up.swap(true, Ordering::AcqRel) {
-            return Ok(());
+        self.catch_up_requests.fetch_add(1, Ordering::AcqRel);
+        loop {
+            if self.catching_up.swap(true, Ordering::AcqRel) {
+                // The running catch-up will see our request.
+                return Ok(());
+            }
+            let seen = self.catch_up_requests.load(Ordering::Acquire);
+            let result = self.catch_up_passes(client, process_id).await;
+            self.catching_up.store(false, Ordering::Release);
+            result?;
+            if self.is_finished() || self.catch_up_requests.load(Ordering::Acquire) == seen {
+                return Ok(());
+            }
         }
-        let result = self.catch_up_passes(client, process_id).await;
-        self.catching_up.store(false, Ordering::Release);
-        result
     }
 
     async fn catch_up_passes(
@@ -217,6 +232,7 @@ impl Route {
                 max_bytes: Some(CATCH_UP_READ_BYTES),
                 wait_ms: Some(0),
             };
+            tracing::debug!(process_id, after, "catch-up read");
             let response: ReadResponse =
                 match client.call_idempotent(methods::PROCESS_READ, &params).await {
                     Ok(r) => r,
@@ -232,6 +248,7 @@ impl Route {
                     Err(e) => return Err(e),
                 };
             let done = response.chunks.is_empty();
+            tracing::debug!(process_id, chunks = response.chunks.len(), next = response.next_seq, first = ?response.first_retained_seq, exited = response.exited, "catch-up got");
             let mut state = self.state.lock().await;
             for event in events_from_read(after, &response) {
                 self.accept(&mut state, event).await;

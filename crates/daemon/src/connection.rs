@@ -25,11 +25,90 @@ const OUTBOUND_QUEUE_MESSAGES: usize = 128;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A frame from the peer, whatever the transport.
+pub(crate) enum Inbound {
+    /// A websocket text frame.
+    WsText(axum::extract::ws::Utf8Bytes),
+    /// A websocket binary frame (must hold UTF-8 JSON).
+    Binary(bytes::Bytes),
+    /// One line of a line-delimited transport (stdio).
+    Line(String),
+    /// A line longer than the transport accepts; it was discarded.
+    TooLong,
+    /// The peer closed the connection.
+    Close,
+    /// Pings, pongs: proof of life, nothing to handle.
+    Control,
+}
+
+/// What the writer sends.
+pub(crate) enum Outgoing {
+    Text(String),
+    Ping,
+}
+
 /// Serves one websocket until it closes.
 pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<ServerState>) {
-    let (mut sink, stream) = socket.split();
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|outgoing: Outgoing| {
+        futures::future::ready(Ok::<_, axum::Error>(match outgoing {
+            Outgoing::Text(text) => WsMessage::Text(text.into()),
+            Outgoing::Ping => WsMessage::Ping(Default::default()),
+        }))
+    });
+    let stream = stream.map(|frame| match frame {
+        Ok(WsMessage::Text(text)) => Ok(Inbound::WsText(text)),
+        Ok(WsMessage::Binary(bytes)) => Ok(Inbound::Binary(bytes)),
+        Ok(WsMessage::Close(_)) => Ok(Inbound::Close),
+        Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => Ok(Inbound::Control),
+        Err(e) => Err(e.to_string()),
+    });
+    // Websocket peers answer pings, so silence means a dead peer.
+    let keepalive = Some(state.config.peer_timeout);
+    serve(stream, sink, peer, state, keepalive).await;
+}
+
+/// Serves one connection of line-delimited JSON (one message per line) over a reader and a
+/// writer: the stdio transport, which SSH carries. There are no pings; the connection lasts
+/// until end of input.
+pub(crate) async fn serve_lines<R, W>(reader: R, writer: W, peer: String, state: Arc<ServerState>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+    let hard_cap = state.config.max_message_bytes.saturating_mul(2);
+    let stream =
+        FramedRead::new(reader, LinesCodec::new_with_max_length(hard_cap)).map(|line| match line {
+            Ok(line) => Ok(Inbound::Line(line)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Inbound::TooLong),
+            Err(LinesCodecError::Io(e)) => Err(e.to_string()),
+        });
+    let sink = FramedWrite::new(writer, LinesCodec::new()).with(|outgoing: Outgoing| {
+        futures::future::ready(match outgoing {
+            // Serialized JSON never contains a raw newline, so a message is one line.
+            Outgoing::Text(text) => Ok::<_, LinesCodecError>(text),
+            // Never sent: this transport runs without keepalive.
+            Outgoing::Ping => Ok(String::new()),
+        })
+    });
+    serve(stream, sink, peer, state, None).await;
+}
+
+/// Serves one connection over any transport until it closes.
+async fn serve<S, K, E>(
+    stream: S,
+    mut sink: K,
+    peer: String,
+    state: Arc<ServerState>,
+    keepalive: Option<std::time::Duration>,
+) where
+    S: futures::Stream<Item = Result<Inbound, String>> + Unpin + Send,
+    K: futures::Sink<Outgoing, Error = E> + Unpin + Send + 'static,
+{
     let (outbound, mut queue) = mpsc::channel::<String>(OUTBOUND_QUEUE_MESSAGES);
-    let peer_timeout = state.config.peer_timeout;
+    // Without keepalive the timers still need a period; they never fire in practice.
+    let peer_timeout = keepalive.unwrap_or(std::time::Duration::from_secs(365 * 24 * 3600));
     let writer = tokio::spawn(async move {
         // Pings let a silent peer be told apart from a dead one (see the read loop).
         let mut ping = tokio::time::interval(peer_timeout / 2);
@@ -37,16 +116,16 @@ pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<
         loop {
             let first = tokio::select! {
                 next = queue.recv() => match next {
-                    Some(text) => WsMessage::Text(text.into()),
+                    Some(text) => Outgoing::Text(text),
                     None => break,
                 },
-                _ = ping.tick() => WsMessage::Ping(Default::default()),
+                _ = ping.tick(), if keepalive.is_some() => Outgoing::Ping,
             };
             let write = async {
                 sink.feed(first).await?;
                 // Batch whatever else is ready into one flush.
                 while let Ok(next) = queue.try_recv() {
-                    sink.feed(WsMessage::Text(next.into())).await?;
+                    sink.feed(Outgoing::Text(next)).await?;
                 }
                 sink.flush().await
             };
@@ -65,15 +144,14 @@ pub(crate) async fn serve_websocket(socket: WebSocket, peer: String, state: Arc<
     read_loop(connection, stream, peer_timeout)
         .instrument(span)
         .await;
-    // Once the peer has closed or failed, the websocket cannot carry anything more.
+    // Once the peer has closed or failed, the connection cannot carry anything more.
     writer.abort();
 }
 
-async fn read_loop(
-    mut connection: Connection,
-    mut stream: futures::stream::SplitStream<WebSocket>,
-    peer_timeout: std::time::Duration,
-) {
+async fn read_loop<S>(mut connection: Connection, mut stream: S, peer_timeout: std::time::Duration)
+where
+    S: futures::Stream<Item = Result<Inbound, String>> + Unpin,
+{
     tracing::debug!("connection opened");
     loop {
         let frame = match tokio::time::timeout(peer_timeout, stream.next()).await {
@@ -88,8 +166,14 @@ async fn read_loop(
             }
         };
         match frame {
-            Ok(WsMessage::Text(text)) => connection.handle_text(text.as_str()).await,
-            Ok(WsMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
+            Ok(Inbound::WsText(text)) => connection.handle_text(text.as_str()).await,
+            Ok(Inbound::Line(line)) => {
+                // Blank lines between messages are harmless on a line transport.
+                if !line.trim().is_empty() {
+                    connection.handle_text(&line).await
+                }
+            }
+            Ok(Inbound::Binary(bytes)) => match std::str::from_utf8(&bytes) {
                 Ok(text) => connection.handle_text(text).await,
                 Err(e) => {
                     connection
@@ -97,10 +181,22 @@ async fn read_loop(
                         .await
                 }
             },
-            Ok(WsMessage::Close(_)) => break,
-            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => {}
+            Ok(Inbound::TooLong) => {
+                let limit = connection.state.config.max_message_bytes;
+                let error = ErrorObject::new(
+                    error_codes::INVALID_REQUEST,
+                    format!(
+                        "a message exceeded twice the limit of {limit} bytes (maxMessageBytes) \
+                         and was discarded"
+                    ),
+                )
+                .with_data(serde_json::json!({ "limit": "maxMessageBytes", "maxBytes": limit }));
+                connection.send_error(&UNKNOWN_REQUEST_ID, error).await;
+            }
+            Ok(Inbound::Close) => break,
+            Ok(Inbound::Control) => {}
             Err(e) => {
-                tracing::debug!(connection = connection.id, "websocket read failed: {e}");
+                tracing::debug!(connection = connection.id, "read failed: {e}");
                 break;
             }
         }

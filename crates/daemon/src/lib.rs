@@ -17,7 +17,8 @@ mod handlers;
 pub mod listener;
 pub mod metrics;
 mod session;
+mod tls;
 pub mod watchdog;
 
 pub use config::ServerConfig;
-pub use listener::{ListenUrl, Server};
+pub use listener::{ListenUrl, Server, TlsFiles};

@@ -38,8 +38,29 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with extra environment variables and a chosen stderr.
     pub fn start_with(extra_args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> ServerProcess {
+        let server = Self::start_on("ws://127.0.0.1:0", extra_args, envs, stderr);
+        assert!(
+            server.url.starts_with("ws://127.0.0.1:"),
+            "unexpected first line {:?}",
+            server.url
+        );
+        server
+    }
+
+    /// Like [`ServerProcess::start`], with extra environment variables for the server.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        Self::start_with(extra_args, env, Stdio::inherit())
+    }
+
+    /// Starts the server on any `--listen` URL that prints one (every one but stdio).
+    pub fn start_on(
+        listen: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
-            .args(["serve", "--listen", "ws://127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(extra_args)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
@@ -53,34 +74,6 @@ impl ServerProcess {
             .read_line(&mut line)
             .expect("failed to read the server's URL line");
         let url = line.trim().to_owned();
-        assert!(
-            url.starts_with("ws://127.0.0.1:"),
-            "unexpected first line {url:?}"
-        );
-        ServerProcess { child, url }
-    }
-
-    /// Like [`ServerProcess::start`], with extra environment variables for the server.
-    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
-            .args(["serve", "--listen", "ws://127.0.0.1:0"])
-            .args(extra_args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("failed to start exec-server");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("failed to read the server's URL line");
-        let url = line.trim().to_owned();
-        assert!(
-            url.starts_with("ws://127.0.0.1:"),
-            "unexpected first line {url:?}"
-        );
         ServerProcess { child, url }
     }
 
