@@ -6,8 +6,9 @@
 # Where a scenario asserts one of this project's additions (`signal`, `firstRetainedSeq`, exit
 # ordered after earlier output, -1 for a PTY child's signal death, which codex reports as 1),
 # it checks only the codex-compatible part when
-# EXEC_SERVER_TEST_URL is set; the eviction scenario, which needs a small retention setting on
-# the server, is skipped there and says so.
+# EXEC_SERVER_TEST_URL is set. Two scenarios are skipped there, and say so: eviction (it needs
+# a small retention setting on the server) and the long poll (codex serves one request at a
+# time per connection, so the write that would end the poll waits behind it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

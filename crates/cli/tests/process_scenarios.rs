@@ -605,6 +605,12 @@ async fn duplicate_ids_and_empty_argv(target: Target) {
 }
 
 async fn long_poll_returns_when_output_arrives(target: Target) {
+    if support::against_another_server() {
+        // The codex server serves one request at a time per connection, so the write that
+        // would end the poll waits behind it (sometimes the write wins the race; not always).
+        eprintln!("SKIPPED long poll: needs a server that handles requests concurrently");
+        return;
+    }
     let env = TestEnv::new(target).await;
     let mut p = sh("read line; echo got-$line");
     p.pipe_stdin = true;
