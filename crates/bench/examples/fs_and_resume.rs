@@ -61,7 +61,9 @@ fn pattern(offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::main]
+// One thread, like the process bench: on 2 vCPUs, cross-thread wake-ups in the client would
+// otherwise dominate small round trips.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server::default_binary()?;
