@@ -1,12 +1,12 @@
 //! `exec-server fs` subcommands as a script would use them: separate processes, `--json`,
 //! exit codes; against a server and in-process.
 
-mod support_fs;
+mod support;
 
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;
-use support_fs::{within, ServerProcess};
+use support::{within, ServerProcess};
 
 struct Output {
     code: i32,

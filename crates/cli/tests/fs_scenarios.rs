@@ -1,7 +1,7 @@
 //! The filesystem scenario suite: every scenario is written once against the `FileSystem`
 //! trait and runs against the local environment and a real server on loopback.
 
-mod support_fs;
+mod support;
 
 use exec_server_environment::local::FsConfig;
 use exec_server_protocol::fs::{
@@ -13,7 +13,8 @@ use exec_server_protocol::{AbsolutePath, Base64Bytes};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use support_fs::{code_of, error_of, mkfifo, within, FsEnv, Target};
+use support::fs::{code_of, error_of, mkfifo, FsEnv};
+use support::{within, Target};
 
 const NOT_FOUND: i64 = -32004;
 const INVALID_REQUEST: i64 = -32600;

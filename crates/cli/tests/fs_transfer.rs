@@ -4,14 +4,14 @@
 //! This is the only test in its binary on purpose: the CLI's peak RSS is read with
 //! `getrusage(RUSAGE_CHILDREN)`, which covers every child this process has waited for.
 
-mod support_fs;
+mod support;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use support_fs::ServerProcess;
+use support::ServerProcess;
 
 const MIB: u64 = 1024 * 1024;
 /// Peak resident memory allowed to the server and to each CLI process.

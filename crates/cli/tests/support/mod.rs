@@ -2,6 +2,7 @@
 //! lets one scenario run against both environments.
 #![allow(dead_code)]
 
+pub mod fs;
 pub mod proxy;
 pub mod raw;
 
@@ -13,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Every await in these tests is bounded by this.
-pub const STEP: Duration = Duration::from_secs(20);
+pub const STEP: Duration = Duration::from_secs(30);
 
 /// Awaits `future`, failing the test (with `what`) if it takes longer than [`STEP`].
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {

@@ -1,76 +1,13 @@
-//! Support for the filesystem suites: a real `exec-server serve` on loopback, and an
-//! environment (local or remote) with a scratch directory.
-#![allow(dead_code)]
+//! Filesystem suites' support: an environment (local or remote) with a scratch directory,
+//! and helpers for asserting fs errors.
 
+use super::{within, ServerProcess, Target};
 use exec_server_client::{ClientOptions, ExecServerClient};
 use exec_server_environment::local::{FsConfig, ProcessConfig};
 use exec_server_environment::{Environment, FileSystem, FsError};
 use exec_server_protocol::AbsolutePath;
-use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Every await in these tests is bounded by this.
-pub const STEP: Duration = Duration::from_secs(30);
-
-/// Awaits `future`, failing the test (naming `what`) if it takes longer than [`STEP`].
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(STEP, future).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {STEP:?} waiting for {what}"),
-    }
-}
-
-/// A running `exec-server serve` child, killed on drop.
-pub struct ServerProcess {
-    child: Child,
-    pub url: String,
-}
-
-impl ServerProcess {
-    /// Starts the real binary on 127.0.0.1:0 and reads the URL it prints first.
-    pub fn start(extra_args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
-            .args(["serve", "--listen", "ws://127.0.0.1:0"])
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("failed to start exec-server");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("failed to read the server's URL line");
-        let url = line.trim().to_owned();
-        assert!(
-            url.starts_with("ws://127.0.0.1:"),
-            "unexpected first line {url:?}"
-        );
-        ServerProcess { child, url }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Local,
-    Remote,
-}
 
 /// An environment under test and a scratch directory for it.
 pub struct FsEnv {
