@@ -10,27 +10,11 @@ mod support;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use support::raw::RawPeer;
+use support::rng::{seed_from_env, Rng};
 use support::{within, ServerProcess};
 use tokio_tungstenite::tungstenite::Message;
 
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// A JSON value of a random type: what a confused client puts where something else belongs.
 fn confused(rng: &mut Rng) -> Value {
@@ -181,23 +165,14 @@ async fn hostile_messages_are_all_answered_and_the_server_survives() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let seed: u64 = std::env::var("HOSTILE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("hostile input: {count} messages, seed {seed} (HOSTILE_SEED={seed} repeats it)");
+    eprintln!("hostile input: {count} messages");
+    let seed = seed_from_env("HOSTILE_SEED", "hostile input");
     let limit = MAX_MESSAGE_BYTES.to_string();
     let mut server = ServerProcess::start(&["--max-message-bytes", &limit]);
     let peer = RawPeer::initialized(&server.url).await;
     let idle_rss = vm_rss_kib(server.pid());
 
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut expected_ids = BTreeSet::new();
     let mut expected_parse_errors = 0u64;
     let mut batch = Vec::new();

@@ -9,6 +9,7 @@ use exec_server_protocol::AbsolutePath;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::proxy::ChaosProxy;
+use support::rng::{seed_from_env, Rng};
 use support::{within, ServerProcess};
 
 /// The output of `seq 1 N`, which the processes below print.
@@ -19,33 +20,6 @@ fn seq_output(n: u64) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-/// A small deterministic generator, so a failing run can be repeated from its seed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("chaos seed: {seed} (rerun with CHAOS_SEED={seed})");
-    seed
 }
 
 fn resilient_options() -> ClientOptions {
@@ -91,7 +65,7 @@ async fn stream_through_cuts(n: u64, retained_bytes: usize, cuts: usize, at: Cut
     let env = exec_server_client::environment(client);
     let total = seq_output(n).len() as u64;
 
-    let mut rng = XorShift(seed());
+    let mut rng = Rng::new(seed_from_env("CHAOS_SEED", "chaos"));
     let range = match at {
         CutsAt::Bytes => total,
         CutsAt::FirstSeqs(seqs) => seqs,

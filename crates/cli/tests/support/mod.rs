@@ -5,6 +5,7 @@
 pub mod fs;
 pub mod proxy;
 pub mod raw;
+pub mod rng;
 
 use exec_server_environment::local::ProcessConfig;
 use exec_server_environment::Environment;
