@@ -62,19 +62,7 @@ async fn env_with_body_limit(target: Target, limit: u64) -> TestEnv {
             }),
             server: None,
         },
-        Target::Remote => {
-            let server = ServerProcess::start(&["--max-http-body-bytes", &limit.to_string()]);
-            let env = within(
-                "connect",
-                exec_server_client::connect_environment(&server.url),
-            )
-            .await
-            .expect("connect to the test server");
-            TestEnv {
-                env,
-                server: Some(server),
-            }
-        }
+        Target::Remote => TestEnv::remote(&["--max-http-body-bytes", &limit.to_string()]).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Filesystem suites' support: an environment (local or remote) with a scratch directory,
 //! and helpers for asserting fs errors.
 
-use super::{within, ServerProcess, Target};
+use super::{within, ServerProcess, Target, TestEnv};
 use exec_server_client::{ClientOptions, ExecServerClient};
 use exec_server_environment::local::{FsConfig, ProcessConfig};
 use exec_server_environment::{Environment, FileSystem, FsError};
@@ -32,18 +32,8 @@ impl FsEnv {
             },
             Target::Remote => {
                 let limit = config.max_read_bytes.to_string();
-                let server = ServerProcess::start(&["--max-read-bytes", &limit]);
-                let env = within(
-                    "connect",
-                    exec_server_client::connect_environment(&server.url),
-                )
-                .await
-                .expect("connect to the test server");
-                FsEnv {
-                    env,
-                    server: Some(server),
-                    dir,
-                }
+                let TestEnv { env, server } = TestEnv::remote(&["--max-read-bytes", &limit]).await;
+                FsEnv { env, server, dir }
             }
         }
     }

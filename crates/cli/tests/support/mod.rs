@@ -138,6 +138,21 @@ impl TestEnv {
         Self::with_retention(target, None).await
     }
 
+    /// The remote environment of a fresh server started with `serve_args`.
+    pub async fn remote(serve_args: &[&str]) -> TestEnv {
+        let server = ServerProcess::start(serve_args);
+        let env = within(
+            "connect",
+            exec_server_client::connect_environment(&server.url),
+        )
+        .await
+        .expect("connect to the test server");
+        TestEnv {
+            env,
+            server: Some(server),
+        }
+    }
+
     /// With a custom retained-output budget per process.
     pub async fn with_retention(target: Target, retained_output_bytes: Option<usize>) -> TestEnv {
         match target {
@@ -165,17 +180,7 @@ impl TestEnv {
                 if let Some(r) = &retention {
                     args.extend(["--retained-output-bytes", r.as_str()]);
                 }
-                let server = ServerProcess::start(&args);
-                let env = within(
-                    "connect",
-                    exec_server_client::connect_environment(&server.url),
-                )
-                .await
-                .expect("connect to the test server");
-                TestEnv {
-                    env,
-                    server: Some(server),
-                }
+                Self::remote(&args).await
             }
         }
     }
