@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use exec_server_client::transfer::{self, TransferError, DEFAULT_CHUNK_BYTES};
-use exec_server_environment::{Environment, FileSystem, FsError};
+use exec_server_environment::{FileSystem, FsError};
 use exec_server_protocol::fs::{
     CopyParams, CreateDirectoryParams, GetMetadataParams, GetMetadataResponse, ReadDirectoryParams,
     RemoveParams, RenameParams,
@@ -81,7 +81,7 @@ enum FsCommand {
 pub async fn run(args: FsArgs) -> anyhow::Result<u8> {
     let env = match &args.url {
         Some(url) => exec_server_client::connect_environment(url).await?,
-        None => Environment::local(),
+        None => crate::local_sandbox::local_environment(),
     };
     let remote = args.url.is_some();
     let fs = env.filesystem().as_ref();

@@ -1,6 +1,7 @@
 //! `exec-server`: run a server, or use one.
 
 mod fs;
+mod local_sandbox;
 mod run;
 mod serve;
 
@@ -56,6 +57,11 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> ExitCode {
+    // The sandbox helper must lock itself down while it is the only thread, so it runs
+    // before clap, logging or a runtime exist.
+    if std::env::args_os().nth(1).as_deref() == Some(exec_server_sandbox::FS_HELPER_ARG.as_ref()) {
+        return ExitCode::from(exec_server_sandbox::run_helper() as u8);
+    }
     // The watchdog is this binary re-executed by `serve`; it needs neither clap nor a runtime.
     if std::env::args_os().nth(1).as_deref() == Some(WATCHDOG_ARG.as_ref()) {
         return match exec_server_daemon::watchdog::run_watchdog() {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use exec_server_environment::{Environment, ProcessEvent};
+use exec_server_environment::ProcessEvent;
 use exec_server_protocol::process::{EnvInherit, EnvPolicy, OutputStream, StartParams};
 use exec_server_protocol::AbsolutePath;
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             args.cwd.clone().unwrap_or_else(|| "/".to_owned()),
         ),
         None => (
-            Environment::local(),
+            crate::local_sandbox::local_environment(),
             match &args.cwd {
                 Some(cwd) => cwd.clone(),
                 None => std::env::current_dir()

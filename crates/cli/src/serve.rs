@@ -87,7 +87,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.process.retained_output_bytes = args.retained_output_bytes;
     config.process.max_processes = args.max_processes_per_session;
-    config.filesystem.max_read_bytes = args.max_read_bytes;
+    config.filesystem = crate::local_sandbox::filesystem_config(args.max_read_bytes);
     config.http.max_body_bytes = args.max_http_body_bytes;
 
     // Kills our process groups if this process dies without doing it (SIGKILL, crash).

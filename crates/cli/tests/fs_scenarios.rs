@@ -8,7 +8,7 @@ use exec_server_protocol::fs::{
     CopyParams, CreateDirectoryParams, GetMetadataParams, ReadDirectoryParams, ReadFileParams,
     ReadFileResponse, RemoveParams, RenameParams, WriteFileParams,
 };
-use exec_server_protocol::sandbox::{NetworkAccess, ReadOnlyAccess, SandboxContext, SandboxPolicy};
+use exec_server_protocol::sandbox::{NetworkAccess, SandboxContext, SandboxPolicy};
 use exec_server_protocol::{AbsolutePath, Base64Bytes};
 use std::collections::BTreeMap;
 use std::fs;
@@ -652,6 +652,7 @@ async fn whole_read_limit(target: Target) {
         target,
         FsConfig {
             max_read_bytes: 1000,
+            ..FsConfig::default()
         },
     )
     .await;
@@ -722,37 +723,7 @@ async fn sandbox_policies(target: Target) {
     }
     fs::remove_file(t.dir.path().join("s")).unwrap();
 
-    let sandboxed = [
-        SandboxPolicy::ReadOnly {
-            access: ReadOnlyAccess::FullAccess,
-            network_access: false,
-        },
-        SandboxPolicy::WorkspaceWrite {
-            writable_roots: vec![t.path("")],
-            read_only_access: ReadOnlyAccess::FullAccess,
-            network_access: false,
-            exclude_tmpdir_env_var: false,
-            exclude_slash_tmp: false,
-        },
-    ];
-    for policy in sandboxed {
-        let mut p = write(&file, b"must not be written");
-        p.sandbox = Some(SandboxContext::new(policy.clone()));
-        let (code, message) = error_of(within("sandboxed write", fs_.write_file(p)).await);
-        assert_eq!(code, INVALID_REQUEST, "{policy:?}");
-        assert!(message.contains("not supported"), "{message}");
-        // Never a silent unsandboxed run.
-        assert!(
-            !t.dir.path().join("s").exists(),
-            "{policy:?} wrote the file"
-        );
-        let mut p = stat(&t.path(""));
-        p.sandbox = Some(SandboxContext::new(policy.clone()));
-        assert_eq!(
-            code_of(within("sandboxed stat", fs_.get_metadata(p)).await),
-            INVALID_REQUEST
-        );
-    }
+    // read-only and workspace-write: the fs_sandbox suite.
 
     let mut context = SandboxContext::new(SandboxPolicy::DangerFullAccess);
     context.file_system_sandbox_policy = Some(serde_json::json!({"kind": "restricted"}));

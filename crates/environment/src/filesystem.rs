@@ -14,8 +14,9 @@ use std::io;
 /// [`crate::local::LocalFileSystem`] and remotely by the client library.
 ///
 /// Paths are absolute (the params types guarantee it). Every call takes the optional
-/// `sandbox` of its params; policies that need the OS sandbox are refused until the sandbox
-/// helper exists, never run unsandboxed.
+/// `sandbox` of its params: `read-only` and `workspace-write` policies run confined by the OS
+/// sandbox (a helper process locked down with Landlock, seccomp and openat2), or fail; they
+/// never run unconfined.
 #[async_trait]
 pub trait FileSystem: Send + Sync {
     /// Reads the whole file, or with `offset`/`length` a byte range (the result then carries
@@ -101,10 +102,19 @@ pub enum FsError {
     #[error("fileSystemSandboxPolicy requires sandboxPolicyCwd")]
     SandboxPolicyCwdRequired,
     #[error(
-        "sandboxed filesystem operations (read-only, workspace-write) are not supported by \
-         this server yet"
+        "sandboxed filesystem operations (read-only, workspace-write) need the sandbox \
+         helper, and this environment was built without one"
     )]
-    SandboxUnsupported,
+    SandboxNotConfigured,
+    /// The policy needs an OS mechanism this machine lacks (the message names it).
+    #[error("{0}")]
+    SandboxUnavailable(String),
+    /// The sandbox helper failed before it could answer (the message carries its stderr).
+    #[error("{0}")]
+    SandboxHelper(String),
+    /// The sandbox helper's answer: the operation's own error, already in wire form.
+    #[error("{}", .0.message)]
+    Sandboxed(ErrorObject),
     /// An error reply from a remote server.
     #[error("{0}")]
     Remote(ErrorObject),
@@ -130,11 +140,13 @@ impl FsError {
             | FsError::CopyUnsupportedFileType
             | FsError::FileTooLarge { .. }
             | FsError::SandboxPolicyCwdRequired
-            | FsError::SandboxUnsupported => error_codes::INVALID_REQUEST,
+            | FsError::SandboxNotConfigured
+            | FsError::SandboxUnavailable(_) => error_codes::INVALID_REQUEST,
+            FsError::SandboxHelper(_) => error_codes::INTERNAL_ERROR,
             FsError::OffsetWithAppend | FsError::OffsetBeyondEnd { .. } => {
                 error_codes::INVALID_PARAMS
             }
-            FsError::Remote(e) => e.code,
+            FsError::Remote(e) | FsError::Sandboxed(e) => e.code,
             FsError::Transport(_) => error_codes::TRANSPORT_CLOSED,
         }
     }
@@ -142,7 +154,7 @@ impl FsError {
     /// The JSON-RPC error object the server sends for this failure.
     pub fn to_error_object(&self) -> ErrorObject {
         match self {
-            FsError::Remote(e) => e.clone(),
+            FsError::Remote(e) | FsError::Sandboxed(e) => e.clone(),
             FsError::FileTooLarge { size, limit } => {
                 ErrorObject::new(self.code(), self.to_string()).with_data(serde_json::json!({
                     "limit": "maxReadBytes",
@@ -196,7 +208,12 @@ mod tests {
             -32602
         );
         assert_eq!(FsError::CopyIntoItself.code(), -32600);
-        assert_eq!(FsError::SandboxUnsupported.code(), -32600);
+        assert_eq!(FsError::SandboxNotConfigured.code(), -32600);
+        assert_eq!(
+            FsError::SandboxUnavailable("no landlock".into()).code(),
+            -32600
+        );
+        assert_eq!(FsError::SandboxHelper("crashed".into()).code(), -32603);
         let too_large = FsError::FileTooLarge { size: 10, limit: 5 }.to_error_object();
         assert_eq!(too_large.code, -32600);
         assert_eq!(too_large.data.unwrap()["limit"], "maxReadBytes");

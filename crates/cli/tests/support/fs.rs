@@ -6,6 +6,7 @@ use exec_server_client::{ClientOptions, ExecServerClient};
 use exec_server_environment::local::{FsConfig, ProcessConfig};
 use exec_server_environment::{Environment, FileSystem, FsError};
 use exec_server_protocol::AbsolutePath;
+use exec_server_sandbox::{HelperSandbox, SandboxCaps};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,12 +22,23 @@ impl FsEnv {
         Self::with_config(target, FsConfig::default()).await
     }
 
-    /// With custom filesystem settings (passed as `serve` flags to a remote server).
-    pub async fn with_config(target: Target, config: FsConfig) -> FsEnv {
+    /// With custom filesystem settings (passed as `serve` flags to a remote server). The
+    /// local environment gets the sandbox helper the server has (the `exec-server` binary),
+    /// unless `config` brings its own.
+    pub async fn with_config(target: Target, mut config: FsConfig) -> FsEnv {
         let dir = tempfile::tempdir().expect("create a scratch directory");
         match target {
             Target::Local => FsEnv {
-                env: Environment::local_with_config(ProcessConfig::default(), config),
+                env: {
+                    if config.sandbox.is_none() {
+                        config.sandbox = Some(Arc::new(HelperSandbox::new(
+                            env!("CARGO_BIN_EXE_exec-server").into(),
+                            SandboxCaps::probe(),
+                            config.max_read_bytes,
+                        )));
+                    }
+                    Environment::local_with_config(ProcessConfig::default(), config)
+                },
                 server: None,
                 dir,
             },

@@ -1,7 +1,9 @@
-//! Local implementations: the real work, in this process.
+//! Local implementations: the real work, on this machine.
 
 mod child_env;
 mod filesystem;
+pub mod fs_ops;
+pub mod fs_sandbox;
 mod http;
 mod output_log;
 mod process_table;
@@ -9,5 +11,6 @@ mod spawn;
 
 pub use child_env::child_environment;
 pub use filesystem::{FsConfig, LocalFileSystem};
+pub use fs_sandbox::{FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
 pub use http::{HttpConfig, ReqwestHttpClient};
 pub use process_table::{GroupWatcher, ProcessConfig, ProcessTable};

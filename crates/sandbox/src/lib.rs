@@ -1,0 +1,27 @@
+//! The sandbox helper: filesystem calls under a `read-only` or `workspace-write` policy run
+//! in a short-lived process that locks itself down before it touches anything.
+//!
+//! Layers, outermost first (see docs/ARCHITECTURE.md, "Sandbox"):
+//! - [`ruleset`]: Landlock confines every access to the policy's trees, in the kernel;
+//! - [`syscall_filter`]: seccomp denies the network, exec, mounts and namespaces;
+//! - [`confine`]: openat2 `RESOLVE_BENEATH` path discipline, which also keeps `.git`,
+//!   `.codex` and `.agents` read-only inside writable roots.
+//!
+//! [`runner::HelperSandbox`] is the server's side (an
+//! [`FsSandbox`](exec_server_environment::local::FsSandbox)); [`helper::run_helper`] is the
+//! helper's `main`; [`probe`] says up front which mechanisms the machine has.
+
+pub mod confine;
+pub mod helper;
+pub mod lockdown;
+pub mod policy;
+pub mod probe;
+pub mod ruleset;
+pub mod runner;
+pub mod syscall_filter;
+
+pub use helper::{run_helper, FS_HELPER_ARG};
+pub use lockdown::lock_down;
+pub use policy::HelperPolicy;
+pub use probe::SandboxCaps;
+pub use runner::HelperSandbox;

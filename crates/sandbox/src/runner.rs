@@ -1,0 +1,118 @@
+//! The server's side: [`HelperSandbox`] runs each sandboxed call in a fresh helper process.
+
+use crate::helper::{HelperReply, HelperRequest, FS_HELPER_ARG};
+use crate::policy::HelperPolicy;
+use crate::probe::SandboxCaps;
+use async_trait::async_trait;
+use exec_server_environment::local::{FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
+use exec_server_environment::FsError;
+use exec_server_protocol::sandbox::SandboxPolicy;
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// Runs sandboxed filesystem calls in helper processes: `program` (the `exec-server`
+/// binary) re-executed with [`FS_HELPER_ARG`], one process per call, its environment
+/// cleared except `PATH`.
+#[derive(Debug, Clone)]
+pub struct HelperSandbox {
+    program: PathBuf,
+    caps: SandboxCaps,
+    max_read_bytes: u64,
+}
+
+impl HelperSandbox {
+    /// A sandbox that runs `program` as the helper, with the mechanisms `caps` found.
+    pub fn new(program: PathBuf, caps: SandboxCaps, max_read_bytes: u64) -> Self {
+        HelperSandbox {
+            program,
+            caps,
+            max_read_bytes,
+        }
+    }
+
+    /// What the start-up probe found.
+    pub fn caps(&self) -> SandboxCaps {
+        self.caps
+    }
+}
+
+fn policy_name(policy: &SandboxPolicy) -> &'static str {
+    match policy {
+        SandboxPolicy::ReadOnly { .. } => "read-only",
+        SandboxPolicy::WorkspaceWrite { .. } => "workspace-write",
+        SandboxPolicy::DangerFullAccess => "danger-full-access",
+        SandboxPolicy::ExternalSandbox { .. } => "external-sandbox",
+    }
+}
+
+#[async_trait]
+impl FsSandbox for HelperSandbox {
+    async fn run(&self, request: SandboxedFsRequest) -> Result<SandboxedFsResponse, FsError> {
+        let context = request
+            .sandbox()
+            .ok_or_else(|| FsError::SandboxHelper("a sandboxed call without a sandbox".into()))?;
+        if let Some(missing) = self
+            .caps
+            .fs_helper_unavailable(policy_name(&context.sandbox_policy))
+        {
+            return Err(FsError::SandboxUnavailable(missing));
+        }
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let tmpdir = std::env::var_os("TMPDIR").map(PathBuf::from);
+        let policy = HelperPolicy::from_context(context, &cwd, tmpdir.as_deref())?;
+        let input = serde_json::to_vec(&HelperRequest {
+            request,
+            policy,
+            max_read_bytes: self.max_read_bytes,
+        })
+        .map_err(|e| FsError::SandboxHelper(format!("cannot encode the helper request: {e}")))?;
+
+        let mut command = Command::new(&self.program);
+        command
+            .arg(FS_HELPER_ARG)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A call abandoned by its caller takes its helper with it.
+            .kill_on_drop(true);
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        let mut child = command.spawn().map_err(|e| {
+            FsError::SandboxHelper(format!(
+                "cannot start the sandbox helper {}: {e}",
+                self.program.display()
+            ))
+        })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // Written concurrently with reading the output, though the helper only answers
+        // after reading everything: a helper that dies early must not block the write.
+        let writer = async move {
+            let written = stdin.write_all(&input).await;
+            drop(stdin);
+            written
+        };
+        let (written, output) = tokio::join!(writer, child.wait_with_output());
+        let output = output
+            .map_err(|e| FsError::SandboxHelper(format!("the sandbox helper vanished: {e}")))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reply = serde_json::from_slice::<HelperReply>(&output.stdout);
+        match (output.status.success(), reply) {
+            (true, Ok(HelperReply::Ok(response))) => Ok(response),
+            (true, Ok(HelperReply::Error(error))) => Err(FsError::Sandboxed(error)),
+            (_, _) => Err(FsError::SandboxHelper(format!(
+                "the sandbox helper failed ({}{}): {}",
+                output.status,
+                match written {
+                    Err(e) => format!(", request not delivered: {e}"),
+                    Ok(()) => String::new(),
+                },
+                stderr.trim()
+            ))),
+        }
+    }
+}
