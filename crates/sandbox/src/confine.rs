@@ -86,38 +86,57 @@ impl Root {
         })
     }
 
-    /// Opens `rel` (a directory) beneath this root.
-    fn open_dir(&self, rel: &Path, whole: &Path) -> io::Result<OwnedFd> {
-        let rel = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        openat2(
-            &self.fd,
-            rel,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            BENEATH,
-        )
-        .map_err(escape_is_denial(whole))
+    /// True when `path` (as the kernel reports an open file's location) lies under this
+    /// root.
+    fn holds(&self, path: &Path) -> bool {
+        path.starts_with(&self.given)
+            || self.canonical.as_ref().is_some_and(|c| path.starts_with(c))
     }
+}
 
-    /// Opens `rel` (anything; a final symlink is followed, but only beneath this root).
-    fn open_any(&self, rel: &Path, whole: &Path) -> io::Result<OwnedFd> {
-        let rel = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        openat2(
-            &self.fd,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            BENEATH,
-        )
-        .map_err(escape_is_denial(whole))
+/// Opens `rel` beneath `root`, then makes sure it landed under one of `roots`.
+///
+/// `RESOLVE_BENEATH` answers most paths in one syscall, but it also refuses every absolute
+/// symlink, even one that points back inside (`ws/d -> /abs/ws/real`), and a relative one
+/// that leaves the root for another root. For those (EXDEV) the kernel resolves the path
+/// normally, without magic links, and the descriptor's real location, read back from
+/// `/proc/self/fd`, must be under one of the roots. Either way the check is on the object
+/// the descriptor pins, so a later swap of any component cannot change what it certified.
+fn open_beneath(
+    roots: &[Root],
+    root: &Root,
+    rel: &Path,
+    flags: OFlags,
+    whole: &Path,
+) -> io::Result<OwnedFd> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let flags = flags | OFlags::PATH | OFlags::CLOEXEC;
+    match openat2(&root.fd, rel, flags, Mode::empty(), BENEATH) {
+        Ok(fd) => Ok(fd),
+        Err(rustix::io::Errno::XDEV) => {
+            let fd = openat2(
+                &root.fd,
+                rel,
+                flags,
+                Mode::empty(),
+                ResolveFlags::NO_MAGICLINKS,
+            )
+            .map_err(escape_is_denial(whole))?;
+            let landed = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+            if landed.is_absolute() && roots.iter().any(|r| r.holds(&landed)) {
+                Ok(fd)
+            } else {
+                Err(denied(format_args!(
+                    "{} leads outside the policy's roots",
+                    whole.display()
+                )))
+            }
+        }
+        Err(e) => Err(escape_is_denial(whole)(e)),
     }
 }
 
@@ -196,6 +215,8 @@ pub struct Confinement {
     /// Their ancestors: removing or moving one of these would take a protected directory
     /// with it.
     protected_ancestors: HashSet<Inode>,
+    /// The writable roots themselves.
+    root_inodes: HashSet<Inode>,
 }
 
 impl Confinement {
@@ -219,6 +240,7 @@ impl Confinement {
             readable,
             protected: HashSet::new(),
             protected_ancestors: HashSet::new(),
+            root_inodes: HashSet::new(),
         };
         confinement.find_protected()?;
         Ok(confinement)
@@ -227,6 +249,7 @@ impl Confinement {
     fn find_protected(&mut self) -> io::Result<()> {
         let mut dirs = Vec::new();
         for root in &self.writable {
+            self.root_inodes.insert(inode(&root.fd)?);
             for name in PROTECTED_NAMES {
                 // Following a symlink here, beneath the root: `.codex -> decoy` protects
                 // `decoy` too. One that leads outside is Landlock's to refuse.
@@ -272,10 +295,14 @@ impl Confinement {
             ))
         })?;
         match (follow, rel.file_name(), rel.parent()) {
-            (false, Some(name), Some(parent)) => {
-                Ok(Confined::pinned(root.open_dir(parent, path)?, Some(name)))
-            }
-            _ => Ok(Confined::pinned(root.open_any(rel, path)?, None)),
+            (false, Some(name), Some(parent)) => Ok(Confined::pinned(
+                open_beneath(roots, root, parent, OFlags::DIRECTORY, path)?,
+                Some(name),
+            )),
+            _ => Ok(Confined::pinned(
+                open_beneath(roots, root, rel, OFlags::empty(), path)?,
+                None,
+            )),
         }
     }
 
@@ -318,8 +345,25 @@ impl Confinement {
         let name = rel
             .file_name()
             .ok_or_else(|| denied("the path has no name"))?;
-        let parent = root.open_dir(rel.parent().unwrap_or(Path::new("")), path)?;
+        let parent = open_beneath(
+            &self.writable,
+            root,
+            rel.parent().unwrap_or(Path::new("")),
+            OFlags::DIRECTORY,
+            path,
+        )?;
         self.check_not_protected(&parent, path)?;
+        // Reached through a link to another root (or to this one), a protected name must
+        // still be refused directly under it.
+        if PROTECTED_NAMES.iter().any(|p| OsStr::new(p) == name)
+            && self.root_inodes.contains(&inode(&parent)?)
+        {
+            return Err(denied(format_args!(
+                "{} is read-only under the policy ({} is protected)",
+                path.display(),
+                name.to_string_lossy()
+            )));
+        }
         Ok(WriteTarget {
             parent,
             name: name.to_os_string(),

@@ -82,6 +82,17 @@ impl FsSandbox for HelperSandbox {
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
         }
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The helper
+        // dies with the thread that spawned it: a runtime worker, which lives as long as the
+        // server.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = command.spawn().map_err(|e| {
             FsError::SandboxHelper(format!(
                 "cannot start the sandbox helper {}: {e}",

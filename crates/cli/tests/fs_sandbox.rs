@@ -1,0 +1,960 @@
+//! The sandboxed filesystem suite: calls under `read-only` and `workspace-write` policies run
+//! in the sandbox helper, locally and through a real server. Every escape is attempted and
+//! must be denied with the outside untouched; every allowed operation must still work, so a
+//! sandbox that denies everything fails too.
+//!
+//! Layout of each test's scratch directory:
+//! `allowed/` (the policy's root, with `inside.txt`), `outside/secret`, `allowed/link ->
+//! outside`, and `secret.txt` next to them.
+//!
+//! These need Landlock and seccomp. Without them they fail under `CI=true`, and otherwise
+//! say loudly that they did not run.
+
+mod support;
+
+use exec_server_environment::local::FsConfig;
+use exec_server_environment::{FileSystem, FsError};
+use exec_server_protocol::fs::{
+    CopyParams, CreateDirectoryParams, GetMetadataParams, ReadDirectoryParams, ReadFileParams,
+    RemoveParams, RenameParams, WriteFileParams,
+};
+use exec_server_protocol::sandbox::{ReadOnlyAccess, SandboxContext, SandboxPolicy};
+use exec_server_protocol::{AbsolutePath, Base64Bytes};
+use exec_server_sandbox::{HelperSandbox, SandboxCaps};
+use futures::StreamExt;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use support::fs::{error_of, FsEnv};
+use support::{within, ServerProcess, Target};
+
+const INVALID_REQUEST: i64 = -32600;
+const NOT_FOUND: i64 = -32004;
+const INTERNAL: i64 = -32603;
+
+/// Attempts per operation in the symlink-flip race (the benchmark runs 10,000).
+const RACE_ATTEMPTS: usize = 1000;
+
+both_targets! {
+    positive_controls => super::positive_controls;
+    read_only_denies_every_write => super::read_only_denies_every_write;
+    symlink_escapes_are_denied => super::symlink_escapes_are_denied;
+    restricted_reads_are_confined => super::restricted_reads_are_confined;
+    dotdot_never_steps_through_a_symlink => super::dotdot_never_steps_through_a_symlink;
+    protected_directories_stay_read_only => super::protected_directories_stay_read_only;
+    gitdir_file_target_is_protected => super::gitdir_file_target_is_protected;
+    renames_out_of_and_into_roots_are_denied => super::renames_out_of_and_into_roots_are_denied;
+    existing_hard_link_is_written_in_place => super::existing_hard_link_is_written_in_place;
+    default_roots_include_tmp => super::default_roots_include_tmp;
+    helper_is_locked_down => super::helper_is_locked_down;
+    symlink_flip_race_never_escapes => super::symlink_flip_race_never_escapes;
+    missing_landlock_is_a_clear_error => super::missing_landlock_is_a_clear_error;
+}
+
+/// True when the kernel can run the sandbox; otherwise fails under CI or warns and skips.
+fn sandbox_available() -> bool {
+    if let Some(missing) = SandboxCaps::probe().fs_helper_unavailable("test") {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true, and this machine cannot run the sandbox tests: {missing}");
+        }
+        eprintln!("\n!!! SKIPPED: sandbox tests need Landlock and seccomp: {missing} !!!\n");
+        return false;
+    }
+    true
+}
+
+struct Sandboxed {
+    t: FsEnv,
+}
+
+impl Sandboxed {
+    async fn new(target: Target) -> Option<Sandboxed> {
+        if !sandbox_available() {
+            return None;
+        }
+        let t = FsEnv::new(target).await;
+        let root = t.dir.path();
+        fs::create_dir(root.join("allowed")).unwrap();
+        fs::write(root.join("allowed/inside.txt"), b"inside").unwrap();
+        fs::create_dir(root.join("outside")).unwrap();
+        fs::write(root.join("outside/secret"), b"secret").unwrap();
+        symlink(root.join("outside"), root.join("allowed/link")).unwrap();
+        fs::write(root.join("secret.txt"), b"top secret").unwrap();
+        Some(Sandboxed { t })
+    }
+
+    fn fs(&self) -> &Arc<dyn FileSystem> {
+        self.t.fs()
+    }
+
+    fn path(&self, rel: &str) -> AbsolutePath {
+        self.t.path(rel)
+    }
+
+    fn real(&self, rel: &str) -> std::path::PathBuf {
+        self.t.dir.path().join(rel)
+    }
+
+    /// workspace-write on `allowed` (also the policy cwd) and `extra`, with /tmp and
+    /// $TMPDIR excluded (the scratch directory itself lives in /tmp).
+    fn workspace_write(&self, extra: &[&str], reads: ReadOnlyAccess) -> SandboxContext {
+        let mut roots = vec![self.path("allowed")];
+        roots.extend(extra.iter().map(|r| self.path(r)));
+        let mut context = SandboxContext::new(SandboxPolicy::WorkspaceWrite {
+            writable_roots: roots,
+            read_only_access: reads,
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        });
+        context.sandbox_policy_cwd = Some(self.path("allowed"));
+        context
+    }
+
+    fn ww(&self) -> SandboxContext {
+        self.workspace_write(&[], ReadOnlyAccess::FullAccess)
+    }
+
+    fn read_only(&self, reads: ReadOnlyAccess) -> SandboxContext {
+        let mut context = SandboxContext::new(SandboxPolicy::ReadOnly {
+            access: reads,
+            network_access: false,
+        });
+        context.sandbox_policy_cwd = Some(self.path("allowed"));
+        context
+    }
+
+    /// Reads restricted to `allowed`.
+    fn only_allowed(&self) -> ReadOnlyAccess {
+        ReadOnlyAccess::Restricted {
+            include_platform_defaults: false,
+            readable_roots: vec![self.path("allowed")],
+        }
+    }
+
+    async fn read(&self, path: &str, sandbox: &SandboxContext) -> Result<Vec<u8>, FsError> {
+        let params = ReadFileParams {
+            path: self.path(path),
+            sandbox: Some(sandbox.clone()),
+            offset: None,
+            length: None,
+        };
+        within("sandboxed read", self.fs().read_file(params))
+            .await
+            .map(|r| r.data_base64.into_bytes().to_vec())
+    }
+
+    async fn write(
+        &self,
+        path: &str,
+        data: &[u8],
+        sandbox: &SandboxContext,
+    ) -> Result<(), FsError> {
+        write_at(self.fs(), self.path(path), data, sandbox).await
+    }
+
+    async fn mkdir(
+        &self,
+        path: &str,
+        recursive: bool,
+        sandbox: &SandboxContext,
+    ) -> Result<(), FsError> {
+        let params = CreateDirectoryParams {
+            path: self.path(path),
+            recursive,
+            sandbox: Some(sandbox.clone()),
+        };
+        within("sandboxed mkdir", self.fs().create_directory(params))
+            .await
+            .map(drop)
+    }
+
+    async fn remove(
+        &self,
+        path: &str,
+        recursive: bool,
+        sandbox: &SandboxContext,
+    ) -> Result<(), FsError> {
+        let params = RemoveParams {
+            path: self.path(path),
+            recursive,
+            force: false,
+            sandbox: Some(sandbox.clone()),
+        };
+        within("sandboxed remove", self.fs().remove(params))
+            .await
+            .map(drop)
+    }
+
+    async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        recursive: bool,
+        sandbox: &SandboxContext,
+    ) -> Result<(), FsError> {
+        copy_at(
+            self.fs(),
+            self.path(from),
+            self.path(to),
+            recursive,
+            sandbox,
+        )
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str, sandbox: &SandboxContext) -> Result<(), FsError> {
+        let params = RenameParams {
+            source_path: self.path(from),
+            destination_path: self.path(to),
+            sandbox: Some(sandbox.clone()),
+        };
+        within("sandboxed rename", self.fs().rename(params))
+            .await
+            .map(drop)
+    }
+
+    async fn stat(
+        &self,
+        path: &str,
+        sandbox: &SandboxContext,
+    ) -> Result<exec_server_protocol::fs::GetMetadataResponse, FsError> {
+        let params = GetMetadataParams {
+            path: self.path(path),
+            sandbox: Some(sandbox.clone()),
+        };
+        within("sandboxed stat", self.fs().get_metadata(params)).await
+    }
+
+    async fn list(
+        &self,
+        path: &str,
+        sandbox: &SandboxContext,
+    ) -> Result<Vec<(String, bool, bool)>, FsError> {
+        let params = ReadDirectoryParams {
+            path: self.path(path),
+            sandbox: Some(sandbox.clone()),
+        };
+        let mut entries: Vec<_> = within("sandboxed list", self.fs().read_directory(params))
+            .await?
+            .entries
+            .into_iter()
+            .map(|e| (e.file_name, e.is_directory, e.is_file))
+            .collect();
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// `outside` still holds exactly `secret`, unchanged, and `secret.txt` is intact.
+    fn outside_untouched(&self) {
+        assert_eq!(fs::read(self.real("outside/secret")).unwrap(), b"secret");
+        assert_eq!(names(&self.real("outside")), ["secret"]);
+        assert_eq!(fs::read(self.real("secret.txt")).unwrap(), b"top secret");
+    }
+}
+
+async fn write_at(
+    fs_: &Arc<dyn FileSystem>,
+    path: AbsolutePath,
+    data: &[u8],
+    sandbox: &SandboxContext,
+) -> Result<(), FsError> {
+    let params = WriteFileParams {
+        path,
+        data_base64: Base64Bytes::from(data),
+        sandbox: Some(sandbox.clone()),
+        offset: None,
+        append: false,
+    };
+    within("sandboxed write", fs_.write_file(params))
+        .await
+        .map(drop)
+}
+
+async fn copy_at(
+    fs_: &Arc<dyn FileSystem>,
+    from: AbsolutePath,
+    to: AbsolutePath,
+    recursive: bool,
+    sandbox: &SandboxContext,
+) -> Result<(), FsError> {
+    let params = CopyParams {
+        source_path: from,
+        destination_path: to,
+        recursive,
+        sandbox: Some(sandbox.clone()),
+    };
+    within("sandboxed copy", fs_.copy(params)).await.map(drop)
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A denial: -32600 with the OS's words for it.
+#[track_caller]
+fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, FsError>) {
+    let (code, message) = error_of(result);
+    assert_eq!(code, INVALID_REQUEST, "{what}: {message}");
+    assert!(
+        message.contains("Permission denied") || message.contains("Operation not permitted"),
+        "{what}: {message}"
+    );
+}
+
+async fn positive_controls(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    let ww = s.ww();
+    // Reads anywhere under full read access.
+    assert_eq!(s.read("outside/secret", &ww).await.unwrap(), b"secret");
+    assert_eq!(s.read("allowed/inside.txt", &ww).await.unwrap(), b"inside");
+    assert!(s.stat("outside/secret", &ww).await.unwrap().is_file);
+    assert_eq!(
+        s.list("outside", &ww).await.unwrap(),
+        [("secret".into(), false, true)]
+    );
+    // Every mutation inside the root.
+    s.write("allowed/new.txt", b"new", &ww).await.unwrap();
+    assert_eq!(fs::read(s.real("allowed/new.txt")).unwrap(), b"new");
+    s.mkdir("allowed/a/b/c", true, &ww).await.unwrap();
+    assert!(s.real("allowed/a/b/c").is_dir());
+    s.mkdir("allowed/single", false, &ww).await.unwrap();
+    s.copy("allowed/new.txt", "allowed/a/copy.txt", false, &ww)
+        .await
+        .unwrap();
+    assert_eq!(fs::read(s.real("allowed/a/copy.txt")).unwrap(), b"new");
+    s.copy("allowed/a", "allowed/a2", true, &ww).await.unwrap();
+    assert_eq!(fs::read(s.real("allowed/a2/copy.txt")).unwrap(), b"new");
+    s.rename("allowed/a2", "allowed/a3", &ww).await.unwrap();
+    assert!(s.real("allowed/a3/b/c").is_dir());
+    s.remove("allowed/a3", true, &ww).await.unwrap();
+    assert!(!s.real("allowed/a3").exists());
+    // A copy from outside into the root is a read plus a write inside: allowed.
+    s.copy("outside/secret", "allowed/copied", false, &ww)
+        .await
+        .unwrap();
+    assert_eq!(fs::read(s.real("allowed/copied")).unwrap(), b"secret");
+    // Removing a link in the root removes the link, never its target.
+    s.remove("allowed/link", false, &ww).await.unwrap();
+    assert!(fs::symlink_metadata(s.real("allowed/link")).is_err());
+    s.outside_untouched();
+
+    // Restricted reads: what is under the readable root is readable, listable and stat-able.
+    let ro = s.read_only(s.only_allowed());
+    assert_eq!(s.read("allowed/inside.txt", &ro).await.unwrap(), b"inside");
+    assert!(s.stat("allowed/inside.txt", &ro).await.unwrap().is_file);
+    assert!(s.stat("allowed", &ro).await.unwrap().is_directory);
+    let listing = s.list("allowed", &ro).await.unwrap();
+    assert!(
+        listing.contains(&("inside.txt".into(), false, true)),
+        "{listing:?}"
+    );
+    // A second writable root works as well as the first.
+    fs::create_dir(s.real("second")).unwrap();
+    let two = s.workspace_write(&["second"], ReadOnlyAccess::FullAccess);
+    s.write("second/x", b"2", &two).await.unwrap();
+    assert_eq!(fs::read(s.real("second/x")).unwrap(), b"2");
+    // Errors other than denials keep their reference codes.
+    assert_eq!(error_of(s.read("allowed/missing", &ww).await).0, NOT_FOUND);
+}
+
+async fn read_only_denies_every_write(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    for ro in [
+        s.read_only(ReadOnlyAccess::FullAccess),
+        s.read_only(s.only_allowed()),
+    ] {
+        assert_denied("write", s.write("allowed/new.txt", b"x", &ro).await);
+        assert_denied("overwrite", s.write("allowed/inside.txt", b"x", &ro).await);
+        assert_denied("mkdir", s.mkdir("allowed/d", false, &ro).await);
+        assert_denied("mkdir -p", s.mkdir("allowed/d/e", true, &ro).await);
+        assert_denied("remove", s.remove("allowed/inside.txt", false, &ro).await);
+        assert_denied(
+            "copy",
+            s.copy("allowed/inside.txt", "allowed/c", false, &ro).await,
+        );
+        assert_denied(
+            "rename",
+            s.rename("allowed/inside.txt", "allowed/r", &ro).await,
+        );
+        assert_eq!(names(&s.real("allowed")), ["inside.txt", "link"]);
+        assert_eq!(fs::read(s.real("allowed/inside.txt")).unwrap(), b"inside");
+    }
+    // Reads still work under full read access.
+    let ro = s.read_only(ReadOnlyAccess::FullAccess);
+    assert_eq!(s.read("secret.txt", &ro).await.unwrap(), b"top secret");
+    s.outside_untouched();
+}
+
+async fn symlink_escapes_are_denied(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    let ww = s.ww();
+    assert_denied(
+        "write through link",
+        s.write("allowed/link/x", b"x", &ww).await,
+    );
+    assert_denied(
+        "overwrite through link",
+        s.write("allowed/link/secret", b"x", &ww).await,
+    );
+    assert_denied(
+        "mkdir through link",
+        s.mkdir("allowed/link/d", false, &ww).await,
+    );
+    assert_denied(
+        "mkdir -p through link",
+        s.mkdir("allowed/link/d/e", true, &ww).await,
+    );
+    assert_denied(
+        "remove through link",
+        s.remove("allowed/link/secret", false, &ww).await,
+    );
+    assert_denied(
+        "copy to a destination through link",
+        s.copy("allowed/inside.txt", "allowed/link/c", false, &ww)
+            .await,
+    );
+    // A final symlink that points out is followed through the checks, and refused.
+    symlink(s.real("outside/secret"), s.real("allowed/file-link")).unwrap();
+    assert_denied(
+        "write to a link out",
+        s.write("allowed/file-link", b"x", &ww).await,
+    );
+    assert_denied(
+        "copy onto a link out",
+        s.copy("allowed/inside.txt", "allowed/file-link", false, &ww)
+            .await,
+    );
+    // With reads restricted to the root, an outside source cannot be pulled in.
+    let restricted = s.workspace_write(&[], s.only_allowed());
+    assert_denied(
+        "copy from a source through link",
+        s.copy("allowed/link/secret", "allowed/stolen", false, &restricted)
+            .await,
+    );
+    assert_denied(
+        "copy from an outside source",
+        s.copy("outside/secret", "allowed/stolen", false, &restricted)
+            .await,
+    );
+    assert!(!s.real("allowed/stolen").exists());
+    // Outright outside paths.
+    assert_denied("write outside", s.write("outside/x", b"x", &ww).await);
+    assert_denied(
+        "remove outside",
+        s.remove("outside/secret", false, &ww).await,
+    );
+    assert_denied("mkdir outside", s.mkdir("outside/d", false, &ww).await);
+    s.outside_untouched();
+}
+
+async fn restricted_reads_are_confined(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    let ro = s.read_only(s.only_allowed());
+    assert_denied(
+        "read through link",
+        s.read("allowed/link/secret", &ro).await,
+    );
+    assert_denied("read outside", s.read("outside/secret", &ro).await);
+    assert_denied(
+        "stat through link",
+        s.stat("allowed/link/secret", &ro).await,
+    );
+    assert_denied("stat outside", s.stat("outside/secret", &ro).await);
+    assert_denied(
+        "stat of a link whose target is outside",
+        s.stat("allowed/link", &ro).await,
+    );
+    assert_denied("list through link", s.list("allowed/link", &ro).await);
+    assert_denied("list outside", s.list("outside", &ro).await);
+    // The link shows in its directory, but what it points to is not described.
+    let listing = s.list("allowed", &ro).await.unwrap();
+    assert!(
+        listing.contains(&("link".into(), false, false)),
+        "{listing:?}"
+    );
+    // A link to somewhere inside the root is described.
+    symlink(s.real("allowed/inside.txt"), s.real("allowed/inner-link")).unwrap();
+    let meta = s.stat("allowed/inner-link", &ro).await.unwrap();
+    assert!(meta.is_symlink && meta.is_file, "{meta:?}");
+    s.outside_untouched();
+}
+
+async fn dotdot_never_steps_through_a_symlink(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    // `allowed/link/../secret.txt` is `allowed/secret.txt` (lexical), not the real
+    // `<scratch>/secret.txt` that the kernel would reach through the link.
+    for sandbox in [s.read_only(s.only_allowed()), s.ww()] {
+        match s.read("allowed/link/../secret.txt", &sandbox).await {
+            Ok(data) => panic!("read {:?} through link/..", String::from_utf8_lossy(&data)),
+            Err(e) => assert!([NOT_FOUND, INVALID_REQUEST].contains(&e.code()), "{e}"),
+        }
+    }
+    let ww = s.ww();
+    s.write("allowed/link/../dotdot.txt", b"x", &ww)
+        .await
+        .unwrap();
+    assert!(s.real("allowed/dotdot.txt").exists());
+    assert!(!s.real("dotdot.txt").exists());
+    s.outside_untouched();
+}
+
+async fn protected_directories_stay_read_only(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    fs::create_dir_all(s.real("allowed/.git/hooks")).unwrap();
+    fs::write(s.real("allowed/.git/config"), b"[core]").unwrap();
+    fs::create_dir(s.real("allowed/.agents")).unwrap();
+    fs::create_dir(s.real("decoy")).unwrap();
+    let ww = s.workspace_write(&["decoy"], ReadOnlyAccess::FullAccess);
+
+    assert_denied(
+        "write .git/config",
+        s.write("allowed/.git/config", b"x", &ww).await,
+    );
+    assert_denied(
+        "new git hook",
+        s.write("allowed/.git/hooks/pre-commit", b"x", &ww).await,
+    );
+    assert_denied(
+        "mkdir in .git",
+        s.mkdir("allowed/.git/new", false, &ww).await,
+    );
+    assert_denied("remove .git", s.remove("allowed/.git", true, &ww).await);
+    assert_denied(
+        "remove .git/config",
+        s.remove("allowed/.git/config", false, &ww).await,
+    );
+    assert_denied(
+        "rename .git away",
+        s.rename("allowed/.git", "allowed/git-old", &ww).await,
+    );
+    assert_denied(
+        "rename into .git",
+        s.rename(
+            "allowed/inside.txt",
+            "allowed/.git/hooks/post-checkout",
+            &ww,
+        )
+        .await,
+    );
+    assert_denied(
+        "copy into .git",
+        s.copy("allowed/inside.txt", "allowed/.git/hooks/x", false, &ww)
+            .await,
+    );
+    assert_denied(
+        "write .agents",
+        s.write("allowed/.agents/a.md", b"x", &ww).await,
+    );
+    // A missing .codex cannot be created, as a directory or a file.
+    assert_denied("mkdir .codex", s.mkdir("allowed/.codex", false, &ww).await);
+    assert_denied(
+        "mkdir -p .codex",
+        s.mkdir("allowed/.codex/x", true, &ww).await,
+    );
+    assert_denied("write .codex", s.write("allowed/.codex", b"x", &ww).await);
+    assert!(!s.real("allowed/.codex").exists());
+    // Nor reached through an alias: a link to .git, or a write through a final link.
+    symlink(s.real("allowed/.git"), s.real("allowed/git-alias")).unwrap();
+    assert_denied(
+        "write through an alias",
+        s.write("allowed/git-alias/config", b"x", &ww).await,
+    );
+    symlink(s.real("allowed/.git/config"), s.real("allowed/config-link")).unwrap();
+    assert_denied(
+        "write to a link into .git",
+        s.write("allowed/config-link", b"x", &ww).await,
+    );
+    // The root itself cannot be removed (its .git would go with it).
+    assert_denied("remove the root", s.remove("allowed", true, &ww).await);
+    assert_eq!(fs::read(s.real("allowed/.git/config")).unwrap(), b"[core]");
+    assert_eq!(names(&s.real("allowed/.git")), ["config", "hooks"]);
+    assert!(names(&s.real("allowed/.git/hooks")).is_empty());
+    assert!(names(&s.real("allowed/.agents")).is_empty());
+
+    // `.codex -> decoy` (symlink replacement): writes through it are refused.
+    fs::remove_dir(s.real("allowed/.agents")).unwrap();
+    symlink(s.real("decoy"), s.real("allowed/.codex")).unwrap();
+    assert_denied(
+        "write through .codex link",
+        s.write("allowed/.codex/config.toml", b"x", &ww).await,
+    );
+    assert!(names(&s.real("decoy")).is_empty());
+
+    // Positive control: the rest of the root is writable.
+    s.write("allowed/src.rs", b"fn main() {}", &ww)
+        .await
+        .unwrap();
+    s.mkdir("allowed/gitlike/.git", true, &ww).await.unwrap();
+    assert!(s.real("allowed/gitlike/.git").is_dir());
+    s.outside_untouched();
+}
+
+async fn gitdir_file_target_is_protected(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    // A worktree: `allowed/.git` is a file naming its gitdir, which lives in another root.
+    fs::create_dir_all(s.real("shared/gitdirs/w")).unwrap();
+    fs::write(s.real("shared/gitdirs/w/HEAD"), b"ref: refs/heads/main").unwrap();
+    let gitdir = s.real("shared/gitdirs/w");
+    fs::write(
+        s.real("allowed/.git"),
+        format!("gitdir: {}\n", gitdir.display()),
+    )
+    .unwrap();
+    let ww = s.workspace_write(&["shared"], ReadOnlyAccess::FullAccess);
+
+    assert_denied(
+        "write the .git file",
+        s.write("allowed/.git", b"gitdir: /tmp", &ww).await,
+    );
+    assert_denied(
+        "write in the gitdir",
+        s.write("shared/gitdirs/w/HEAD", b"x", &ww).await,
+    );
+    assert_denied(
+        "mkdir in the gitdir",
+        s.mkdir("shared/gitdirs/w/hooks", false, &ww).await,
+    );
+    assert_denied(
+        "remove a parent of the gitdir",
+        s.remove("shared/gitdirs", true, &ww).await,
+    );
+    assert_denied(
+        "move a parent of the gitdir",
+        s.rename("shared/gitdirs", "shared/moved", &ww).await,
+    );
+    assert_eq!(
+        fs::read(s.real("shared/gitdirs/w/HEAD")).unwrap(),
+        b"ref: refs/heads/main"
+    );
+    // Positive control: the rest of that root is writable.
+    s.write("shared/notes.txt", b"ok", &ww).await.unwrap();
+    assert_eq!(fs::read(s.real("shared/notes.txt")).unwrap(), b"ok");
+}
+
+async fn renames_out_of_and_into_roots_are_denied(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    let ww = s.ww();
+    assert_denied(
+        "rename out",
+        s.rename("allowed/inside.txt", "outside/moved", &ww).await,
+    );
+    assert_denied(
+        "rename out through link",
+        s.rename("allowed/inside.txt", "allowed/link/moved", &ww)
+            .await,
+    );
+    assert_denied(
+        "rename in",
+        s.rename("outside/secret", "allowed/moved", &ww).await,
+    );
+    assert_eq!(fs::read(s.real("allowed/inside.txt")).unwrap(), b"inside");
+    assert!(!s.real("allowed/moved").exists());
+    s.outside_untouched();
+}
+
+/// The documented hole (as in codex): the sandbox is path-based, so a hard link that already
+/// exists inside a root is written in place, the same inode. Creating one is not possible
+/// through the API, and the lock-down tests show the kernel refuses it.
+async fn existing_hard_link_is_written_in_place(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    fs::write(s.real("outside/linked"), b"before").unwrap();
+    fs::hard_link(s.real("outside/linked"), s.real("allowed/hl")).unwrap();
+    let inode = fs::metadata(s.real("allowed/hl")).unwrap().ino();
+    s.write("allowed/hl", b"after", &s.ww()).await.unwrap();
+    assert_eq!(fs::metadata(s.real("allowed/hl")).unwrap().ino(), inode);
+    assert_eq!(fs::read(s.real("outside/linked")).unwrap(), b"after");
+}
+
+async fn default_roots_include_tmp(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    // The scratch directory is under /tmp: with /tmp not excluded, `outside` is writable.
+    assert!(
+        s.real("").starts_with("/tmp"),
+        "the scratch dir is not under /tmp"
+    );
+    let mut context = s.ww();
+    if let SandboxPolicy::WorkspaceWrite {
+        exclude_slash_tmp,
+        exclude_tmpdir_env_var,
+        ..
+    } = &mut context.sandbox_policy
+    {
+        *exclude_slash_tmp = false;
+        *exclude_tmpdir_env_var = false;
+    }
+    s.write("outside/tmp-is-a-root", b"x", &context)
+        .await
+        .unwrap();
+    assert!(s.real("outside/tmp-is-a-root").exists());
+}
+
+async fn helper_is_locked_down(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    // The helper reads its own status: the live process that ran the operation.
+    let params = ReadFileParams {
+        path: AbsolutePath::parse("/proc/self/status").unwrap(),
+        sandbox: Some(s.read_only(ReadOnlyAccess::FullAccess)),
+        offset: None,
+        length: None,
+    };
+    let status = within("read the helper's status", s.fs().read_file(params))
+        .await
+        .unwrap();
+    let status = String::from_utf8(status.data_base64.into_bytes().to_vec()).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let pid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let server_pid = s.t.server.as_ref().map_or(std::process::id(), |p| p.pid());
+    assert_ne!(
+        pid, server_pid,
+        "the operation ran in the server, not a helper"
+    );
+    let name = status.lines().next().unwrap();
+    assert!(name.contains("exec-server"), "{name}");
+}
+
+async fn symlink_flip_race_never_escapes(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    fs::create_dir(s.real("allowed/real")).unwrap();
+    for i in 0..RACE_ATTEMPTS {
+        fs::write(s.real(&format!("outside/r{i}")), b"keep").unwrap();
+        fs::write(s.real(&format!("allowed/real/r{i}")), b"mine").unwrap();
+    }
+    let before = names(&s.real("outside"));
+    symlink(s.real("allowed/real"), s.real("allowed/d")).unwrap();
+
+    // Flips `allowed/d` between a link into the root and a link out of it, atomically.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        let inside = s.real("allowed/real");
+        let outside = s.real("outside");
+        let link = s.real("allowed/d");
+        let staging = s.real("allowed/d.next");
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let to = if flips.is_multiple_of(2) {
+                    &outside
+                } else {
+                    &inside
+                };
+                symlink(to, &staging).unwrap();
+                fs::rename(&staging, &link).unwrap();
+                flips += 1;
+            }
+            flips
+        })
+    };
+
+    let ww = s.ww();
+    let fs_ = s.fs().clone();
+    let attempts = (0..RACE_ATTEMPTS).flat_map(|i| (0..4).map(move |op| (i, op)));
+    let outcomes: Vec<bool> = futures::stream::iter(attempts)
+        .map(|(i, op)| {
+            let (fs_, ww) = (fs_.clone(), ww.clone());
+            let path = |name: &str| s.path(&format!("allowed/d/{name}{i}"));
+            let (w, m, r, c) = (path("w"), path("m"), path("r"), path("c"));
+            let source = s.path("allowed/inside.txt");
+            async move {
+                let result = match op {
+                    0 => write_at(&fs_, w, b"x", &ww).await,
+                    1 => within(
+                        "mkdir",
+                        fs_.create_directory(CreateDirectoryParams {
+                            path: m,
+                            recursive: false,
+                            sandbox: Some(ww.clone()),
+                        }),
+                    )
+                    .await
+                    .map(drop),
+                    2 => within(
+                        "remove",
+                        fs_.remove(RemoveParams {
+                            path: r,
+                            recursive: false,
+                            force: false,
+                            sandbox: Some(ww.clone()),
+                        }),
+                    )
+                    .await
+                    .map(drop),
+                    _ => copy_at(&fs_, source, c, false, &ww).await,
+                };
+                match result {
+                    Ok(()) => true,
+                    // Denied (-32600), or the link was mid-flip (not found).
+                    Err(e) if [INVALID_REQUEST, NOT_FOUND].contains(&e.code()) => false,
+                    Err(e) => panic!("unexpected failure in the race: {e}"),
+                }
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+
+    assert_eq!(
+        names(&s.real("outside")),
+        before,
+        "an operation escaped the root"
+    );
+    for i in 0..RACE_ATTEMPTS {
+        assert_eq!(fs::read(s.real(&format!("outside/r{i}"))).unwrap(), b"keep");
+    }
+    assert_eq!(fs::read(s.real("outside/secret")).unwrap(), b"secret");
+    // The race was real: some operations landed inside, some were refused.
+    let landed = outcomes.iter().filter(|&&ok| ok).count();
+    assert!(flips > 100, "only {flips} flips");
+    assert!(
+        landed > 0,
+        "no operation succeeded: the race never ran inside the root"
+    );
+    assert!(
+        landed < outcomes.len(),
+        "no operation was refused: the link never pointed out"
+    );
+}
+
+async fn missing_landlock_is_a_clear_error(target: Target) {
+    if !sandbox_available() {
+        return;
+    }
+    let (env, _server, dir) = match target {
+        Target::Local => {
+            let caps = SandboxCaps {
+                landlock_abi: None,
+                ..SandboxCaps::probe()
+            };
+            let config = FsConfig {
+                sandbox: Some(Arc::new(HelperSandbox::new(
+                    env!("CARGO_BIN_EXE_exec-server").into(),
+                    caps,
+                    FsConfig::default().max_read_bytes,
+                ))),
+                ..FsConfig::default()
+            };
+            let t = FsEnv::with_config(Target::Local, config).await;
+            (t.env, None, t.dir)
+        }
+        Target::Remote => {
+            let server = ServerProcess::start_with_env(
+                &[],
+                &[(exec_server_sandbox::probe::ASSUME_MISSING_ENV, "landlock")],
+            );
+            let env = within(
+                "connect",
+                exec_server_client::connect_environment(&server.url),
+            )
+            .await
+            .unwrap();
+            (env, Some(server), tempfile::tempdir().unwrap())
+        }
+    };
+    let root = AbsolutePath::from_path(dir.path()).unwrap();
+    let mut context = SandboxContext::new(SandboxPolicy::WorkspaceWrite {
+        writable_roots: vec![root.clone()],
+        read_only_access: ReadOnlyAccess::FullAccess,
+        network_access: false,
+        exclude_tmpdir_env_var: true,
+        exclude_slash_tmp: true,
+    });
+    context.sandbox_policy_cwd = Some(root);
+    let target_file = dir.path().join("never-written");
+    let result = write_at(
+        env.filesystem(),
+        AbsolutePath::from_path(&target_file).unwrap(),
+        b"x",
+        &context,
+    )
+    .await;
+    let (code, message) = error_of(result);
+    assert_eq!(code, INVALID_REQUEST, "{message}");
+    assert!(message.contains("needs Landlock"), "{message}");
+    assert!(message.contains("workspace-write"), "{message}");
+    assert!(!target_file.exists(), "ran unsandboxed");
+    // The in-process policies are unaffected.
+    let full = SandboxContext::new(SandboxPolicy::DangerFullAccess);
+    write_at(
+        env.filesystem(),
+        AbsolutePath::from_path(&target_file).unwrap(),
+        b"x",
+        &full,
+    )
+    .await
+    .unwrap();
+}
+
+/// A helper that dies reports -32603 with its stderr. (Local: the helper program of a
+/// server is always its own binary.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_helper_is_an_internal_error_with_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake-helper");
+    fs::write(&fake, "#!/bin/sh\necho 'helper exploded' >&2\nexit 3\n").unwrap();
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let caps = SandboxCaps {
+        landlock_abi: Some(7),
+        seccomp: true,
+        user_namespaces: false,
+    };
+    let config = FsConfig {
+        sandbox: Some(Arc::new(HelperSandbox::new(fake, caps, 1024))),
+        ..FsConfig::default()
+    };
+    let t = FsEnv::with_config(Target::Local, config).await;
+    let context = SandboxContext::new(SandboxPolicy::ReadOnly {
+        access: ReadOnlyAccess::FullAccess,
+        network_access: false,
+    });
+    let params = ReadFileParams {
+        path: t.path(""),
+        sandbox: Some(context),
+        offset: None,
+        length: None,
+    };
+    let (code, message) = error_of(within("read", t.fs().read_file(params)).await);
+    assert_eq!(code, INTERNAL, "{message}");
+    assert!(message.contains("helper exploded"), "{message}");
+    assert!(message.contains("exit status: 3"), "{message}");
+}
