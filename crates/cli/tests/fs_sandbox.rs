@@ -328,6 +328,9 @@ async fn positive_controls(target: Target) {
     s.mkdir("allowed/a/b/c", true, &ww).await.unwrap();
     assert!(s.real("allowed/a/b/c").is_dir());
     s.mkdir("allowed/single", false, &ww).await.unwrap();
+    // `recursive` accepts what exists, the root included.
+    s.mkdir("allowed/a/b", true, &ww).await.unwrap();
+    s.mkdir("allowed", true, &ww).await.unwrap();
     s.copy("allowed/new.txt", "allowed/a/copy.txt", false, &ww)
         .await
         .unwrap();

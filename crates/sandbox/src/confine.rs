@@ -313,6 +313,11 @@ impl Confinement {
         std::fs::metadata(target.path())
     }
 
+    /// True when `path` is a writable root or one of its ancestors.
+    pub fn is_writable_root_or_above(&self, path: &Path) -> bool {
+        self.writable.iter().any(|r| r.given.starts_with(path))
+    }
+
     /// True when reads are restricted to roots.
     pub fn reads_restricted(&self) -> bool {
         self.readable.is_some()

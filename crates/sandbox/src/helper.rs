@@ -207,11 +207,11 @@ fn create_directory(
     let mut prefix = std::path::PathBuf::new();
     for component in path.components() {
         prefix.push(component);
-        // Components above the roots already exist (or the root does not); creating only
-        // starts once the path is inside one.
+        // A writable root and the directories above it exist (or the root does not, and
+        // nothing may be created there); creating starts below a root.
         let target = match confinement.writable(&prefix) {
             Ok(target) => target,
-            Err(_) if prefix != path && prefix.is_dir() => continue,
+            Err(_) if confinement.is_writable_root_or_above(&prefix) => continue,
             Err(e) => return Err(e.into()),
         };
         match fs_ops::create_directory(&target.path(), false) {
