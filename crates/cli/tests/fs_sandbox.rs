@@ -12,6 +12,7 @@
 
 mod support;
 
+use exec_server_client::{ClientOptions, ExecServerClient};
 use exec_server_environment::local::FsConfig;
 use exec_server_environment::{FileSystem, FsError};
 use exec_server_protocol::fs::{
@@ -744,6 +745,13 @@ async fn helper_is_locked_down(target: Target) {
         .parse()
         .unwrap();
     let server_pid = s.t.server.as_ref().map_or(std::process::id(), |p| p.pid());
+    if target == Target::Remote {
+        let features = s.t.raw_client().await.capabilities().unwrap().features;
+        assert!(
+            features.fs_sandbox,
+            "the server does not advertise its sandbox"
+        );
+    }
     assert_ne!(
         pid, server_pid,
         "the operation ran in the server, not a helper"
@@ -891,6 +899,14 @@ async fn missing_landlock_is_a_clear_error(target: Target) {
             )
             .await
             .unwrap();
+            let client = within(
+                "raw connect",
+                ExecServerClient::connect(&server.url, ClientOptions::default()),
+            )
+            .await
+            .unwrap();
+            let features = client.capabilities().unwrap().features;
+            assert!(!features.fs_sandbox, "advertised a sandbox it cannot run");
             (env, Some(server), tempfile::tempdir().unwrap())
         }
     };

@@ -67,6 +67,10 @@ pub struct Features {
     /// `exitedSeq` and `closedSeq` in `process/read` results.
     #[serde(default)]
     pub event_seqs: bool,
+    /// `read-only` and `workspace-write` fs calls run confined in the sandbox helper (this
+    /// machine has Landlock and seccomp); false: they are refused with -32600.
+    #[serde(default)]
+    pub fs_sandbox: bool,
 }
 
 /// Server limits; exceeding one is a -32600 error whose `data.limit` names it.

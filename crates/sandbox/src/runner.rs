@@ -49,6 +49,10 @@ fn policy_name(policy: &SandboxPolicy) -> &'static str {
 
 #[async_trait]
 impl FsSandbox for HelperSandbox {
+    fn available(&self) -> bool {
+        self.caps.fs_helper_unavailable("any").is_none()
+    }
+
     async fn run(&self, request: SandboxedFsRequest) -> Result<SandboxedFsResponse, FsError> {
         let context = request
             .sandbox()

@@ -22,6 +22,11 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 first_retained_seq: true,
                 session_resume: true,
                 event_seqs: true,
+                fs_sandbox: config
+                    .filesystem
+                    .sandbox
+                    .as_ref()
+                    .is_some_and(|sandbox| sandbox.available()),
                 ..Features::default()
             },
             limits: Limits {

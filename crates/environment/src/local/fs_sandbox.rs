@@ -74,6 +74,10 @@ pub trait FsSandbox: Send + Sync + std::fmt::Debug {
     /// the OS error ("Permission denied"), a missing mechanism as
     /// [`FsError::SandboxUnavailable`], a helper that died as [`FsError::SandboxHelper`].
     async fn run(&self, request: SandboxedFsRequest) -> Result<SandboxedFsResponse, FsError>;
+
+    /// False when every call would fail for want of a mechanism (what the server advertises
+    /// as `features.fsSandbox`).
+    fn available(&self) -> bool;
 }
 
 /// Unwraps the response a request of a given kind must produce; anything else means the
