@@ -2,6 +2,7 @@
 
 mod fs;
 mod local_sandbox;
+mod mcp;
 mod run;
 mod serve;
 
@@ -29,6 +30,8 @@ enum Command {
     /// File operations on a server, or here without `--url`: ls, stat, cat, put, get, mkdir,
     /// rm, cp, mv.
     Fs(fs::FsArgs),
+    /// Use an MCP server (Streamable HTTP), from here or through an exec server (`--via`).
+    Mcp(mcp::McpArgs),
 }
 
 /// `RUST_LOG` (default `warn`), except that the websocket and HTTP libraries never log at
@@ -47,6 +50,11 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     ];
     let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
     let mut directives = requested.clone();
+    // rmcp logs whole MCP messages at info and repeats, as errors, failures that the mcp
+    // command already reports clearly: silent unless asked for by name.
+    if !requested.contains("rmcp") {
+        directives.push_str(",rmcp=off");
+    }
     if requested.contains("trace") {
         for target in VERBATIM_LOGGERS {
             directives.push_str(&format!(",{target}=debug"));
@@ -92,6 +100,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args).await.map(|()| 0),
             Command::Run(args) => run::run(args).await,
             Command::Fs(args) => fs::run(args).await,
+            Command::Mcp(args) => mcp::run(args).await,
         }
     });
     match result {
