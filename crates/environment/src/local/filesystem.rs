@@ -76,19 +76,6 @@ impl LocalFileSystem {
             .map(Some)
             .ok_or(FsError::SandboxNotConfigured)
     }
-
-    /// Runs the request in the sandbox when its policy needs one; `Ok(None)` means "run it
-    /// here".
-    async fn in_sandbox(
-        &self,
-        sandbox: Option<&SandboxContext>,
-        request: impl FnOnce() -> SandboxedFsRequest,
-    ) -> Result<Option<SandboxedFsResponse>, FsError> {
-        match self.placement(sandbox)? {
-            None => Ok(None),
-            Some(runner) => runner.run(request()).await.map(Some),
-        }
-    }
 }
 
 async fn blocking<T, F>(work: F) -> Result<T, FsError>
@@ -101,45 +88,32 @@ where
         .map_err(|e| FsError::Io(io::Error::other(format!("filesystem task failed: {e}"))))?
 }
 
-fn empty(response: Option<SandboxedFsResponse>) -> Option<Result<EmptyResponse, FsError>> {
-    response.map(|r| match r {
+fn expect_empty(response: SandboxedFsResponse) -> Result<EmptyResponse, FsError> {
+    match response {
         SandboxedFsResponse::Empty(e) => Ok(e),
         other => Err(unexpected(other)),
-    })
+    }
 }
 
 #[async_trait]
 impl FileSystem for LocalFileSystem {
     async fn read_file(&self, params: ReadFileParams) -> Result<ReadFileResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        let sandboxed = self
-            .in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::ReadFile(params.clone())
-            })
-            .await?;
-        match sandboxed {
-            Some(SandboxedFsResponse::ReadFile(r)) => Ok(r),
-            Some(other) => Err(unexpected(other)),
-            None => {
-                let max = self.config.max_read_bytes;
-                blocking(move || fs_ops::read_file(&params.path, params.offset, params.length, max))
-                    .await
-            }
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return match sandbox.run(SandboxedFsRequest::ReadFile(params)).await? {
+                SandboxedFsResponse::ReadFile(r) => Ok(r),
+                other => Err(unexpected(other)),
+            };
         }
+        let max = self.config.max_read_bytes;
+        blocking(move || fs_ops::read_file(&params.path, params.offset, params.length, max)).await
     }
 
     async fn write_file(&self, params: WriteFileParams) -> Result<EmptyResponse, FsError> {
         if params.offset.is_some() && params.append {
             return Err(FsError::OffsetWithAppend);
         }
-        let sandbox = params.sandbox.clone();
-        if let Some(r) = empty(
-            self.in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::WriteFile(params.clone())
-            })
-            .await?,
-        ) {
-            return r;
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return expect_empty(sandbox.run(SandboxedFsRequest::WriteFile(params)).await?);
         }
         blocking(move || {
             let data = params.data_base64.into_bytes();
@@ -159,14 +133,12 @@ impl FileSystem for LocalFileSystem {
         &self,
         params: CreateDirectoryParams,
     ) -> Result<EmptyResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        if let Some(r) = empty(
-            self.in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::CreateDirectory(params.clone())
-            })
-            .await?,
-        ) {
-            return r;
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return expect_empty(
+                sandbox
+                    .run(SandboxedFsRequest::CreateDirectory(params))
+                    .await?,
+            );
         }
         blocking(move || {
             fs_ops::create_directory(&params.path, params.recursive).map(|()| EmptyResponse {})
@@ -178,49 +150,38 @@ impl FileSystem for LocalFileSystem {
         &self,
         params: GetMetadataParams,
     ) -> Result<GetMetadataResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        match self
-            .in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::GetMetadata(params.clone())
-            })
-            .await?
-        {
-            Some(SandboxedFsResponse::GetMetadata(r)) => Ok(r),
-            Some(other) => Err(unexpected(other)),
-            // Inline, unlike every other operation: it is two stat calls, and the hop to the
-            // blocking pool and back cost about 100 us per call, more than the rest of a
-            // remote round trip together. The price is that a hung network mount stalls this
-            // worker thread (not the others) for as long as the stat hangs.
-            None => fs_ops::get_metadata(&params.path),
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return match sandbox.run(SandboxedFsRequest::GetMetadata(params)).await? {
+                SandboxedFsResponse::GetMetadata(r) => Ok(r),
+                other => Err(unexpected(other)),
+            };
         }
+        // Inline, unlike every other operation: it is two stat calls, and the hop to the
+        // blocking pool and back cost about 100 us per call, more than the rest of a remote
+        // round trip together. The price is that a hung network mount stalls this worker
+        // thread (not the others) for as long as the stat hangs.
+        fs_ops::get_metadata(&params.path)
     }
 
     async fn read_directory(
         &self,
         params: ReadDirectoryParams,
     ) -> Result<ReadDirectoryResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        match self
-            .in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::ReadDirectory(params.clone())
-            })
-            .await?
-        {
-            Some(SandboxedFsResponse::ReadDirectory(r)) => Ok(r),
-            Some(other) => Err(unexpected(other)),
-            None => blocking(move || fs_ops::read_directory(&params.path)).await,
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return match sandbox
+                .run(SandboxedFsRequest::ReadDirectory(params))
+                .await?
+            {
+                SandboxedFsResponse::ReadDirectory(r) => Ok(r),
+                other => Err(unexpected(other)),
+            };
         }
+        blocking(move || fs_ops::read_directory(&params.path)).await
     }
 
     async fn remove(&self, params: RemoveParams) -> Result<EmptyResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        if let Some(r) = empty(
-            self.in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::Remove(params.clone())
-            })
-            .await?,
-        ) {
-            return r;
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return expect_empty(sandbox.run(SandboxedFsRequest::Remove(params)).await?);
         }
         blocking(move || {
             fs_ops::remove(&params.path, params.recursive, params.force).map(|()| EmptyResponse {})
@@ -229,36 +190,20 @@ impl FileSystem for LocalFileSystem {
     }
 
     async fn copy(&self, params: CopyParams) -> Result<EmptyResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        if let Some(r) = empty(
-            self.in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::Copy(params.clone())
-            })
-            .await?,
-        ) {
-            return r;
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return expect_empty(sandbox.run(SandboxedFsRequest::Copy(params)).await?);
         }
         blocking(move || {
-            fs_ops::copy(
-                &params.source_path,
-                &params.destination_path,
-                params.recursive,
-                FinalLink::Follow,
-            )
-            .map(|()| EmptyResponse {})
+            let (source, destination) = (&params.source_path, &params.destination_path);
+            fs_ops::copy(source, destination, params.recursive, FinalLink::Follow)
+                .map(|()| EmptyResponse {})
         })
         .await
     }
 
     async fn rename(&self, params: RenameParams) -> Result<EmptyResponse, FsError> {
-        let sandbox = params.sandbox.clone();
-        if let Some(r) = empty(
-            self.in_sandbox(sandbox.as_ref(), || {
-                SandboxedFsRequest::Rename(params.clone())
-            })
-            .await?,
-        ) {
-            return r;
+        if let Some(sandbox) = self.placement(params.sandbox.as_ref())? {
+            return expect_empty(sandbox.run(SandboxedFsRequest::Rename(params)).await?);
         }
         blocking(move || {
             fs_ops::rename(&params.source_path, &params.destination_path).map(|()| EmptyResponse {})
