@@ -24,7 +24,7 @@ use exec_server_protocol::{AbsolutePath, Base64Bytes};
 use exec_server_sandbox::{HelperSandbox, SandboxCaps};
 use futures::StreamExt;
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +52,10 @@ both_targets! {
     helper_is_locked_down => super::helper_is_locked_down;
     symlink_flip_race_never_escapes => super::symlink_flip_race_never_escapes;
     missing_landlock_is_a_clear_error => super::missing_landlock_is_a_clear_error;
+    copy_into_an_existing_tree_never_follows_its_links => super::copy_into_an_existing_tree_never_follows_its_links;
+    symlinked_git_protects_its_target => super::symlinked_git_protects_its_target;
+    restricted_reads_do_not_reveal_what_exists_outside => super::restricted_reads_do_not_reveal_what_exists_outside;
+    roots_and_links_resolve_as_the_kernel_does => super::roots_and_links_resolve_as_the_kernel_does;
 }
 
 /// True when the kernel can run the sandbox; otherwise fails under CI or warns and skips.
@@ -942,6 +946,163 @@ async fn missing_landlock_is_a_clear_error(target: Target) {
     )
     .await
     .unwrap();
+}
+
+async fn copy_into_an_existing_tree_never_follows_its_links(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    fs::create_dir_all(s.real("allowed/.git/hooks")).unwrap();
+    let ww = s.ww();
+    // A merge into `dst`, whose `hooks` is a link into .git.
+    fs::create_dir_all(s.real("allowed/src/hooks")).unwrap();
+    fs::write(s.real("allowed/src/hooks/pre-commit"), b"evil").unwrap();
+    fs::create_dir(s.real("allowed/dst")).unwrap();
+    symlink("../.git/hooks", s.real("allowed/dst/hooks")).unwrap();
+    assert!(s
+        .copy("allowed/src", "allowed/dst", true, &ww)
+        .await
+        .is_err());
+    assert!(
+        names(&s.real("allowed/.git/hooks")).is_empty(),
+        "a hook was planted"
+    );
+
+    // A merge into `dst2`, whose `d` is a link to an outside directory: the copy must not
+    // chmod it (Landlock does not cover chmod).
+    fs::create_dir_all(s.real("allowed/src2/d")).unwrap();
+    fs::set_permissions(s.real("allowed/src2/d"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::create_dir(s.real("allowed/dst2")).unwrap();
+    fs::set_permissions(s.real("outside"), fs::Permissions::from_mode(0o700)).unwrap();
+    symlink(s.real("outside"), s.real("allowed/dst2/d")).unwrap();
+    assert!(s
+        .copy("allowed/src2", "allowed/dst2", true, &ww)
+        .await
+        .is_err());
+    let mode = fs::metadata(s.real("outside"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "the copy changed an outside directory's mode");
+    s.outside_untouched();
+
+    // Positive control: a merge into a real directory works, modes included.
+    fs::create_dir(s.real("allowed/dst3")).unwrap();
+    s.copy("allowed/src2", "allowed/dst3", true, &ww)
+        .await
+        .unwrap();
+    let mode = fs::metadata(s.real("allowed/dst3/d"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o777);
+}
+
+async fn symlinked_git_protects_its_target(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    // `.git` is an absolute symlink to a gitdir in another writable root.
+    fs::create_dir_all(s.real("shared/gd/hooks")).unwrap();
+    symlink(s.real("shared/gd"), s.real("allowed/.git")).unwrap();
+    let ww = s.workspace_write(&["shared"], ReadOnlyAccess::FullAccess);
+    assert_denied(
+        "write in the linked gitdir",
+        s.write("shared/gd/hooks/pre-commit", b"x", &ww).await,
+    );
+    assert_denied(
+        "remove the linked gitdir",
+        s.remove("shared/gd", true, &ww).await,
+    );
+    assert_denied(
+        "write through .git",
+        s.write("allowed/.git/hooks/pre-commit", b"x", &ww).await,
+    );
+    assert!(names(&s.real("shared/gd/hooks")).is_empty());
+    // The rest of the other root stays writable.
+    s.write("shared/other.txt", b"ok", &ww).await.unwrap();
+}
+
+async fn restricted_reads_do_not_reveal_what_exists_outside(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    symlink(s.real("outside/secret"), s.real("allowed/to-existing")).unwrap();
+    symlink(s.real("outside/missing"), s.real("allowed/to-missing")).unwrap();
+    symlink(s.real("outside"), s.real("allowed/to-dir")).unwrap();
+    let ro = s.read_only(s.only_allowed());
+    // Existing or not, file or directory: the same denial.
+    let answers = [
+        error_of(s.stat("allowed/to-existing", &ro).await),
+        error_of(s.stat("allowed/to-missing", &ro).await),
+        error_of(s.stat("allowed/to-dir/secret", &ro).await),
+        error_of(s.stat("allowed/to-dir/missing", &ro).await),
+        error_of(s.read("allowed/to-dir/missing", &ro).await),
+    ];
+    for (code, message) in &answers {
+        assert_eq!(*code, INVALID_REQUEST, "{message}");
+        assert!(
+            message.ends_with("leads outside the policy's roots)"),
+            "{message}"
+        );
+    }
+    let ww = s.workspace_write(&[], s.only_allowed());
+    for link in ["to-dir", "to-existing", "to-missing"] {
+        let (code, message) = error_of(s.mkdir(&format!("allowed/{link}/x"), true, &ww).await);
+        assert_eq!(code, INVALID_REQUEST, "{message}");
+        assert!(
+            message.ends_with("leads outside the policy's roots)"),
+            "{message}"
+        );
+    }
+    s.outside_untouched();
+}
+
+async fn roots_and_links_resolve_as_the_kernel_does(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    // A root given through a symlinked alias works by either name.
+    symlink(s.real("allowed"), s.real("alias")).unwrap();
+    let mut aliased = s.workspace_write(&[], ReadOnlyAccess::FullAccess);
+    if let SandboxPolicy::WorkspaceWrite { writable_roots, .. } = &mut aliased.sandbox_policy {
+        *writable_roots = vec![s.path("alias")];
+    }
+    aliased.sandbox_policy_cwd = Some(s.path("alias"));
+    s.write("alias/via-alias", b"1", &aliased).await.unwrap();
+    s.write("allowed/via-real", b"2", &aliased).await.unwrap();
+    s.mkdir("allowed/n1/n2", true, &aliased).await.unwrap();
+    s.mkdir("alias/n3/n4", true, &aliased).await.unwrap();
+    assert!(s.real("allowed/n1/n2").is_dir() && s.real("allowed/n3/n4").is_dir());
+    assert_eq!(fs::read(s.real("allowed/via-alias")).unwrap(), b"1");
+    // Creating an existing root is "File exists", as without a sandbox.
+    let (code, message) = error_of(s.mkdir("allowed", false, &s.ww()).await);
+    assert_eq!(code, INTERNAL, "{message}");
+    assert!(message.contains("File exists"), "{message}");
+
+    // A final link whose target has `..` after a symlinked component: the kernel's meaning.
+    fs::create_dir_all(s.real("allowed/deep/dir")).unwrap();
+    symlink("deep/dir", s.real("allowed/sub")).unwrap();
+    symlink("sub/../f", s.real("allowed/l")).unwrap();
+    s.write("allowed/l", b"where", &s.ww()).await.unwrap();
+    assert_eq!(fs::read(s.real("allowed/deep/f")).unwrap(), b"where");
+    assert!(!s.real("allowed/f").exists());
+
+    // A readable root can be a single file.
+    let one_file = s.read_only(ReadOnlyAccess::Restricted {
+        include_platform_defaults: false,
+        readable_roots: vec![s.path("outside/secret")],
+    });
+    assert_eq!(
+        s.read("outside/secret", &one_file).await.unwrap(),
+        b"secret"
+    );
+    assert_denied(
+        "a sibling of a file root",
+        s.read("secret.txt", &one_file).await,
+    );
 }
 
 /// A helper that dies reports -32603 with its stderr. (Local: the helper program of a

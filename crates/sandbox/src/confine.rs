@@ -64,12 +64,8 @@ struct Root {
 
 impl Root {
     fn open(path: &Path) -> Option<Root> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
+        // A file can be a readable root too.
+        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).ok()?;
         Some(Root {
             given: path.to_path_buf(),
             canonical: std::fs::canonicalize(path).ok(),
@@ -84,6 +80,11 @@ impl Root {
                 .as_ref()
                 .and_then(|c| path.strip_prefix(c).ok())
         })
+    }
+
+    /// True when `path` is this root or one of its ancestors.
+    fn is_at_or_below(&self, path: &Path) -> bool {
+        self.given.starts_with(path) || self.canonical.as_ref().is_some_and(|c| c.starts_with(path))
     }
 
     /// True when `path` (as the kernel reports an open file's location) lies under this
@@ -109,15 +110,26 @@ fn open_beneath(
     flags: OFlags,
     whole: &Path,
 ) -> io::Result<OwnedFd> {
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
     let flags = flags | OFlags::PATH | OFlags::CLOEXEC;
+    if rel.as_os_str().is_empty() {
+        // The root itself, which may be a file (so not `openat(root, ".")`).
+        return Ok(rustix::fs::open(
+            fd_path(&root.fd, None),
+            flags,
+            Mode::empty(),
+        )?);
+    }
     match openat2(&root.fd, rel, flags, Mode::empty(), BENEATH) {
         Ok(fd) => Ok(fd),
         Err(rustix::io::Errno::XDEV) => {
+            // Whatever goes wrong from here is reported as a denial: "not found" or "not a
+            // directory" would tell a restricted reader what exists outside its roots.
+            let outside = || {
+                denied(format_args!(
+                    "{} leads outside the policy's roots",
+                    whole.display()
+                ))
+            };
             let fd = openat2(
                 &root.fd,
                 rel,
@@ -125,19 +137,26 @@ fn open_beneath(
                 Mode::empty(),
                 ResolveFlags::NO_MAGICLINKS,
             )
-            .map_err(escape_is_denial(whole))?;
-            let landed = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+            .map_err(|_| outside())?;
+            let landed = std::fs::read_link(fd_path(&fd, None)).map_err(|_| outside())?;
             if landed.is_absolute() && roots.iter().any(|r| r.holds(&landed)) {
                 Ok(fd)
             } else {
-                Err(denied(format_args!(
-                    "{} leads outside the policy's roots",
-                    whole.display()
-                )))
+                Err(outside())
             }
         }
         Err(e) => Err(escape_is_denial(whole)(e)),
     }
+}
+
+/// `/proc/self/fd/<fd>[/<name>]`: a path through an open descriptor, which the kernel
+/// follows to the very file or directory the descriptor holds.
+fn fd_path(fd: &OwnedFd, name: Option<&OsStr>) -> PathBuf {
+    let mut path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    if let Some(name) = name {
+        path.push(name);
+    }
+    path
 }
 
 /// The longest root that contains `path`, and the rest of the path below it.
@@ -158,12 +177,8 @@ pub struct Confined {
 
 impl Confined {
     fn pinned(fd: OwnedFd, name: Option<&OsStr>) -> Confined {
-        let mut path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        if let Some(name) = name {
-            path.push(name);
-        }
         Confined {
-            path,
+            path: fd_path(&fd, name),
             _pins: vec![fd],
         }
     }
@@ -191,7 +206,7 @@ pub struct WriteTarget {
 impl WriteTarget {
     /// The path to hand to the operation (`/proc/self/fd/<parent>/<name>`).
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.parent.as_raw_fd())).join(&self.name)
+        fd_path(&self.parent, Some(&self.name))
     }
 
     /// `lstat` of the target: `None` when it does not exist.
@@ -251,14 +266,13 @@ impl Confinement {
         for root in &self.writable {
             self.root_inodes.insert(inode(&root.fd)?);
             for name in PROTECTED_NAMES {
-                // Following a symlink here, beneath the root: `.codex -> decoy` protects
-                // `decoy` too. One that leads outside is Landlock's to refuse.
-                if let Ok(fd) = openat2(
+                // Following symlinks wherever they lead: `.git -> /elsewhere/gitdir` protects
+                // the gitdir, which may well lie in another writable root (or `/tmp`).
+                if let Ok(fd) = rustix::fs::openat(
                     &root.fd,
                     name,
                     OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                     Mode::empty(),
-                    BENEATH,
                 ) {
                     dirs.push(fd);
                 }
@@ -315,7 +329,21 @@ impl Confinement {
 
     /// True when `path` is a writable root or one of its ancestors.
     pub fn is_writable_root_or_above(&self, path: &Path) -> bool {
-        self.writable.iter().any(|r| r.given.starts_with(path))
+        self.writable.iter().any(|r| r.is_at_or_below(path))
+    }
+
+    /// True when `path` is a writable root (as given, or its real path).
+    pub fn is_writable_root(&self, path: &Path) -> bool {
+        self.writable
+            .iter()
+            .any(|r| r.given == path || r.canonical.as_deref() == Some(path))
+    }
+
+    /// True when `path` is an existing directory the policy lets the helper write in.
+    pub fn is_writable_directory(&self, path: &Path) -> bool {
+        containing(&self.writable, path).is_some_and(|(root, rel)| {
+            open_beneath(&self.writable, root, rel, OFlags::DIRECTORY, path).is_ok()
+        })
     }
 
     /// True when reads are restricted to roots.
@@ -389,11 +417,15 @@ impl Confinement {
             }
             let link = rustix::fs::readlinkat(&target.parent, &target.name, Vec::new())?;
             let link = Path::new(OsStr::from_bytes(link.as_bytes()));
-            let next = match target.lexical.parent() {
-                Some(dir) if link.is_relative() => dir.join(link),
-                _ => link.to_path_buf(),
+            // Relative to where the link really is, and not normalized: `..` after a
+            // symlinked component must mean what the kernel makes of it, which the
+            // resolution beneath the root then does.
+            let next = if link.is_relative() {
+                std::fs::read_link(fd_path(&target.parent, None))?.join(link)
+            } else {
+                link.to_path_buf()
             };
-            target = self.writable(&normalize(&next))?;
+            target = self.writable(&next)?;
         }
         Err(io::Error::from_raw_os_error(libc::ELOOP))
     }
@@ -456,12 +488,12 @@ fn ancestors(dir: &OwnedFd) -> io::Result<Vec<Inode>> {
 
 /// The directory a `.git` *file* (a worktree or submodule) points to with `gitdir: `.
 fn gitdir_of(root: &Root) -> Option<PathBuf> {
-    let fd = openat2(
+    // Followed wherever it leads, as git does: a `.git` symlink to a gitdir file counts.
+    let fd = rustix::fs::openat(
         &root.fd,
         ".git",
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-        BENEATH,
     )
     .ok()?;
     let file = std::fs::File::from(fd);

@@ -181,17 +181,8 @@ fn get_metadata(
     if !confinement.reads_restricted() {
         return fs_ops::get_metadata(entry.path());
     }
-    let link = std::fs::symlink_metadata(entry.path())?;
-    let target = if link.file_type().is_symlink() {
-        match confinement.readable_target(path) {
-            Ok(meta) => Some(meta),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
-    Ok(fs_ops::metadata_response(&link, target.as_ref()))
+    // A symlink's target is described only when the policy lets the helper see it.
+    fs_ops::get_metadata_with(entry.path(), &|_: &Path| confinement.readable_target(path))
 }
 
 /// `fs/createDirectory`, one component at a time so every directory created is checked.
@@ -200,7 +191,11 @@ fn create_directory(
     path: &Path,
     recursive: bool,
 ) -> Result<(), FsError> {
+    let already_exists = || FsError::Io(io::Error::from_raw_os_error(libc::EEXIST));
     if !recursive {
+        if confinement.is_writable_root(path) {
+            return Err(already_exists());
+        }
         let target = confinement.writable(path)?;
         return fs_ops::create_directory(&target.path(), false);
     }
@@ -215,9 +210,12 @@ fn create_directory(
             Err(e) => return Err(e.into()),
         };
         match fs_ops::create_directory(&target.path(), false) {
+            // Something is there. Below the end, the next step resolves through it (and is
+            // refused if it leads out); at the end it must be a directory the policy can
+            // see, without following it anywhere else to find out.
             Err(FsError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if !target.path().is_dir() {
-                    return Err(FsError::Io(e));
+                if prefix == path && !confinement.is_writable_directory(path) {
+                    return Err(already_exists());
                 }
             }
             other => other?,

@@ -2,8 +2,7 @@
 //! before the operation touches anything, and it is all or nothing.
 
 use crate::policy::HelperPolicy;
-use crate::probe::SandboxCaps;
-use crate::{ruleset, syscall_filter};
+use crate::{probe, ruleset, syscall_filter};
 
 /// Why the helper could not lock itself down; the operation is refused.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +21,8 @@ pub fn lock_down(policy: &HelperPolicy) -> Result<(), LockDownError> {
     // Required by both layers for an unprivileged process, and what stops a setuid program
     // from regaining privileges (the filter denies exec anyway).
     rustix::thread::set_no_new_privs(true).map_err(|e| LockDownError::NoNewPrivs(e.into()))?;
-    let caps = SandboxCaps::probe();
-    let abi = caps
-        .landlock_abi
-        .ok_or(LockDownError::Landlock(ruleset::RulesetError::Unavailable))?;
+    let abi = probe::landlock_abi()
+        .map_err(|_| LockDownError::Landlock(ruleset::RulesetError::Unavailable))?;
     ruleset::restrict_self(policy, abi)?;
     syscall_filter::install()?;
     Ok(())

@@ -60,7 +60,7 @@ impl SandboxCaps {
 
 /// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the ABI version, or
 /// ENOSYS (not built) / EOPNOTSUPP (disabled at boot).
-fn landlock_abi() -> io::Result<u32> {
+pub fn landlock_abi() -> io::Result<u32> {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
     // SAFETY: with a null attribute pointer and size 0 the kernel reads no memory.
     let abi = unsafe {

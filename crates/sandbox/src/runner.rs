@@ -86,9 +86,10 @@ impl FsSandbox for HelperSandbox {
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
         }
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The helper
-        // dies with the thread that spawned it: a runtime worker, which lives as long as the
-        // server.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The signal
+        // fires when the thread that spawned the helper exits: `run` is async, so that is a
+        // runtime thread, which lives as long as the runtime (the server). Never call it from
+        // `spawn_blocking`, whose threads retire when idle.
         unsafe {
             command.pre_exec(|| {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {

@@ -1,10 +1,13 @@
 //! Layer 2, seccomp: the system calls the helper never needs fail with EPERM, so even a
-//! helper subverted mid-operation cannot reach the network, run a program, or change the
-//! shape of its sandbox.
+//! helper subverted mid-operation cannot reach the network, run a program, change the shape
+//! of its sandbox, or use root's powers beyond reading and writing files.
+//!
+//! Two filters, both installed: seccompiler's deny-list, and a small hand-written one for
+//! what seccompiler cannot say (x32 syscall numbers, and an errno other than EPERM).
 
 use seccompiler::{
-    apply_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
+    apply_filter, sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
+    SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -19,50 +22,64 @@ pub enum FilterError {
     Install(#[from] seccompiler::Error),
 }
 
-/// Syscall numbers (seccompiler takes them as i64; the helper supports 64-bit targets only).
-///
-/// Denied outright: networking (every socket family: the helper has no use for even a unix
-/// socket), running programs, namespaces and mounts, tracing other processes, and the
-/// kernel interfaces that can do any of that indirectly (io_uring, bpf, keyrings).
-const DENIED: &[i64] = &[
-    libc::SYS_socket,
-    libc::SYS_socketpair,
-    libc::SYS_connect,
-    libc::SYS_bind,
-    libc::SYS_listen,
-    libc::SYS_accept,
-    libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_sendmsg,
-    libc::SYS_sendmmsg,
-    libc::SYS_recvmmsg,
-    libc::SYS_execve,
-    libc::SYS_execveat,
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_chroot,
-    libc::SYS_unshare,
-    libc::SYS_setns,
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_io_uring_setup,
-    libc::SYS_io_uring_enter,
-    libc::SYS_io_uring_register,
-    libc::SYS_bpf,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_perf_event_open,
-    libc::SYS_userfaultfd,
-    libc::SYS_open_tree,
-    libc::SYS_move_mount,
-    libc::SYS_fsopen,
-    libc::SYS_fsmount,
-    // clone3 passes its flags in memory, out of a filter's reach; glibc falls back to clone.
-    libc::SYS_clone3,
-];
+/// Denied outright (syscall numbers; seccompiler takes them as i64, and the helper supports
+/// 64-bit targets only): networking (every socket family: the helper has no use for even a
+/// unix socket), running programs, namespaces and mounts, tracing other processes, the
+/// kernel interfaces that can do any of that indirectly (io_uring, bpf, keyrings), and the
+/// privileged calls a root helper would otherwise keep: device nodes (Landlock allows
+/// `mknod` in a writable tree), file handles that bypass paths, modules, kexec, reboot, swap.
+fn denied_syscalls() -> Vec<i64> {
+    let mut denied = vec![
+        libc::SYS_socket,
+        libc::SYS_socketpair,
+        libc::SYS_connect,
+        libc::SYS_bind,
+        libc::SYS_listen,
+        libc::SYS_accept,
+        libc::SYS_accept4,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+        libc::SYS_sendmmsg,
+        libc::SYS_recvmmsg,
+        libc::SYS_execve,
+        libc::SYS_execveat,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_bpf,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_open_tree,
+        libc::SYS_move_mount,
+        libc::SYS_fsopen,
+        libc::SYS_fsmount,
+        libc::SYS_mknodat,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_kexec_load,
+        libc::SYS_reboot,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    denied.extend([libc::SYS_mknod, libc::SYS_kexec_file_load]);
+    denied
+}
 
 /// `clone` flags that would make a new namespace.
 const NAMESPACE_FLAGS: &[libc::c_int] = &[
@@ -80,10 +97,12 @@ fn target_arch() -> Result<TargetArch, FilterError> {
         .map_err(|_| FilterError::Architecture(std::env::consts::ARCH))
 }
 
-/// The helper's filter, compiled.
-pub fn helper_filter() -> Result<BpfProgram, FilterError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
+/// The helper's deny-list, compiled.
+pub fn deny_list_filter() -> Result<BpfProgram, FilterError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = denied_syscalls()
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect();
     let clone_rules = NAMESPACE_FLAGS
         .iter()
         .map(|&flag| {
@@ -106,10 +125,44 @@ pub fn helper_filter() -> Result<BpfProgram, FilterError> {
     Ok(filter.try_into()?)
 }
 
-/// Installs the helper's filter on this thread (the helper has no other). Needs
-/// no_new_privs, which [`crate::lockdown`] sets first.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// The x32 ABI's syscall numbers have this bit set; seccompiler does not look at it, so a
+/// filter keyed on numbers would let `socket | X32_BIT` through on a kernel with x32.
+const X32_BIT: u32 = 0x4000_0000;
+
+/// The hand-written filter: on this architecture, any x32 syscall is EPERM, and `clone3` is
+/// ENOSYS. `clone3` passes its flags in memory, out of any filter's reach; ENOSYS (unlike
+/// EPERM) makes glibc fall back to `clone`, whose flags the deny-list checks.
+pub fn prefilter() -> BpfProgram {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // Offsets into `struct seccomp_data`.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        /* 0 */ insn(LD_W_ABS, 0, 0, ARCH),
+        /* 1 */
+        insn(JEQ_K, 0, 3, AUDIT_ARCH), // another ABI: 5 (allow; the deny-list kills it)
+        /* 2 */ insn(LD_W_ABS, 0, 0, NR),
+        /* 3 */ insn(JGE_K, 2, 0, X32_BIT), // x32: 6
+        /* 4 */ insn(JEQ_K, 2, 0, libc::SYS_clone3 as u32), // clone3: 7
+        /* 5 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        /* 6 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        /* 7 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ]
+}
+
+/// Installs both filters on this thread (the helper has no other). Needs no_new_privs,
+/// which [`crate::lockdown`] sets first.
 pub fn install() -> Result<(), FilterError> {
-    let program = helper_filter()?;
-    apply_filter(&program)?;
+    apply_filter(&deny_list_filter()?)?;
+    apply_filter(&prefilter())?;
     Ok(())
 }

@@ -122,6 +122,25 @@ fn run_case(case: &str, root: &Path) {
             let e = Command::new("/bin/true").status().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
         }
+        "threads" => {
+            // clone3 answers ENOSYS, so glibc falls back to clone: threads still work.
+            let answer = std::thread::spawn(|| 42).join().unwrap();
+            assert_eq!(answer, 42);
+        }
+        "device-nodes" => {
+            let path =
+                std::ffi::CString::new(root.join("ws/node").into_os_string().into_encoded_bytes())
+                    .unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            let rc =
+                unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+            assert_eq!(rc, -1);
+            assert_eq!(errno(&std::io::Error::last_os_error()), libc::EPERM);
+            // SAFETY: as above.
+            let rc = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
+            assert_eq!(rc, -1);
+            assert_eq!(errno(&std::io::Error::last_os_error()), libc::EPERM);
+        }
         "namespaces" => {
             // SAFETY: unshare takes flags only.
             let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
@@ -202,6 +221,8 @@ cases! {
     unix_socket => |_: &Layout| {};
     exec => |_: &Layout| {};
     namespaces => |_: &Layout| {};
+    threads => |_: &Layout| {};
+    device_nodes => |l: &Layout| assert!(!l.path("ws/node").exists());
     write_outside => |l: &Layout| {
         secret_intact(l);
         assert!(l.path("ws/inside").exists(), "the positive control did not write");

@@ -8,8 +8,11 @@ use exec_server_protocol::fs::{
     DirectoryEntry, GetMetadataResponse, ReadDirectoryResponse, ReadFileResponse,
 };
 use exec_server_protocol::Base64Bytes;
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, CWD};
+use std::ffi::CString;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,11 +28,15 @@ pub enum FinalLink {
 }
 
 impl FinalLink {
-    fn open_flags(self) -> i32 {
+    fn oflags(self) -> OFlags {
         match self {
-            FinalLink::Follow => 0,
-            FinalLink::Refuse => libc::O_NOFOLLOW,
+            FinalLink::Follow => OFlags::empty(),
+            FinalLink::Refuse => OFlags::NOFOLLOW,
         }
+    }
+
+    fn open_flags(self) -> i32 {
+        self.oflags().bits() as i32
     }
 }
 
@@ -154,20 +161,41 @@ fn millis(time: io::Result<SystemTime>) -> i64 {
 
 /// `fs/getMetadata`.
 pub fn get_metadata(path: &Path) -> Result<GetMetadataResponse, FsError> {
+    // Here, a link that cannot be followed for any reason is described as dangling.
+    get_metadata_with(path, &|link: &Path| {
+        fs::metadata(link).map_err(|_| io::Error::from(io::ErrorKind::NotFound))
+    })
+}
+
+/// `fs/getMetadata`, asking `follow` what a symlink points to (the sandbox helper answers
+/// only for targets its policy lets it see, and refuses the rest). A dangling (or looping)
+/// symlink still exists, and can be removed or replaced: it is described as itself rather
+/// than failing with not-found; any other failure of `follow` fails the call.
+pub fn get_metadata_with(
+    path: &Path,
+    follow: &dyn Fn(&Path) -> io::Result<Metadata>,
+) -> Result<GetMetadataResponse, FsError> {
     let link = fs::symlink_metadata(path)?;
-    // A dangling (or looping) symlink still exists, and can be removed or replaced: describe
-    // the link itself rather than failing with not-found.
     let target = if link.file_type().is_symlink() {
-        fs::metadata(path).ok()
+        match follow(path) {
+            Ok(meta) => Some(meta),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) || e.raw_os_error() == Some(libc::ELOOP) =>
+            {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         None
     };
     Ok(metadata_response(&link, target.as_ref()))
 }
 
-/// The `fs/getMetadata` result for an entry (`link`, from `lstat`) and, when it is a symlink,
-/// what it points to (`None` when the link dangles).
-pub fn metadata_response(link: &Metadata, target: Option<&Metadata>) -> GetMetadataResponse {
+fn metadata_response(link: &Metadata, target: Option<&Metadata>) -> GetMetadataResponse {
     let is_symlink = link.file_type().is_symlink();
     let meta = target.unwrap_or(link);
     let followed = !is_symlink || target.is_some();
@@ -257,7 +285,7 @@ pub fn copy(
         if is_same_or_descendant(destination, source)? {
             return Err(FsError::CopyIntoItself);
         }
-        copy_tree(source, destination)
+        copy_tree(source, destination, final_link)
     } else if file_type.is_file() {
         copy_file(source, destination, final_link)
     } else {
@@ -268,19 +296,37 @@ pub fn copy(
 /// Copies a regular file's bytes and permission bits (as `std::fs::copy` does, with control
 /// over a symlink at the destination).
 fn copy_file(source: &Path, destination: &Path, final_link: FinalLink) -> Result<(), FsError> {
-    let mut from = File::open(source)?;
-    let mode = from.metadata()?.permissions().mode();
-    let mut to = OpenOptions::new()
+    // The source was seen as a regular file; never follow a link swapped in since.
+    let from = File::from(open_nofollow(CWD, source, OFlags::RDONLY)?);
+    let to = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(mode)
         .custom_flags(final_link.open_flags())
         .open(destination)?;
+    copy_contents(from, to)
+}
+
+/// Copies the bytes and the permission bits of an open file into another.
+fn copy_contents(mut from: File, mut to: File) -> Result<(), FsError> {
+    let mode = from.metadata()?.permissions().mode();
     // `io::copy` between two files uses copy_file_range, so the bytes stay in the kernel.
     io::copy(&mut from, &mut to)?;
     to.set_permissions(fs::Permissions::from_mode(mode))?;
     Ok(())
+}
+
+fn open_nofollow(
+    dir: impl AsFd,
+    name: impl rustix::path::Arg,
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 fn copy_symlink(source: &Path, destination: &Path) -> Result<(), FsError> {
@@ -322,32 +368,104 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
     }
 }
 
-/// Copies a directory tree: directories, regular files and symlinks (as symlinks); special
-/// files are skipped. Iterative, so a deep tree cannot overflow a blocking-pool thread's stack.
-fn copy_tree(source: &Path, destination: &Path) -> Result<(), FsError> {
-    let mut pending = vec![(source.to_path_buf(), destination.to_path_buf())];
-    // Directory modes are applied last, so a read-only source directory can still be filled.
-    let mut modes = Vec::new();
-    while let Some((from, to)) = pending.pop() {
-        fs::create_dir_all(&to)?;
-        modes.push((to.clone(), fs::metadata(&from)?.permissions().mode()));
-        for entry in fs::read_dir(&from)? {
+/// One directory of a tree copy: the source and destination directories, open, and the
+/// source entries still to copy.
+struct CopyFrame {
+    source: OwnedFd,
+    destination: OwnedFd,
+    mode: u32,
+    pending: Vec<(CString, FileType)>,
+}
+
+impl CopyFrame {
+    fn new(source: OwnedFd, destination: OwnedFd) -> io::Result<CopyFrame> {
+        let mode = rustix::fs::fstat(&source)?.st_mode & 0o7777;
+        let mut pending = Vec::new();
+        for entry in Dir::read_from(&source)? {
             let entry = entry?;
-            let file_type = entry.file_type()?;
-            let target = to.join(entry.file_name());
-            if file_type.is_dir() {
-                pending.push((entry.path(), target));
-            } else if file_type.is_file() {
-                // Inside a fresh tree nothing is a symlink unless a concurrent writer put it
-                // there: never follow one.
-                copy_file(&entry.path(), &target, FinalLink::Refuse)?;
-            } else if file_type.is_symlink() {
-                copy_symlink(&entry.path(), &target)?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
             }
+            let file_type = match entry.file_type() {
+                // Some filesystems do not report types in listings.
+                FileType::Unknown => FileType::from_raw_mode(
+                    rustix::fs::statat(&source, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+                ),
+                known => known,
+            };
+            pending.push((name.to_owned(), file_type));
         }
+        Ok(CopyFrame {
+            source,
+            destination,
+            mode,
+            pending,
+        })
     }
-    for (dir, mode) in modes.into_iter().rev() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
+}
+
+/// Copies a directory tree: directories, regular files and symlinks (as symlinks); special
+/// files are skipped. Copying onto an existing directory merges into it.
+///
+/// Everything below the top is reached through open directory descriptors and never through
+/// a symlink (`O_NOFOLLOW` at every step): an existing destination entry that is a symlink
+/// fails the copy rather than sending files, or a `chmod`, wherever it points. Iterative, so a
+/// deep tree cannot overflow a blocking-pool thread's stack; directory modes are applied
+/// once each directory is filled, so a read-only source directory can still be copied.
+fn copy_tree(source: &Path, destination: &Path, final_link: FinalLink) -> Result<(), FsError> {
+    let source = open_nofollow(CWD, source, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    match rustix::fs::mkdir(destination, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(io::Error::from(e).into()),
+    }
+    let destination = rustix::fs::openat(
+        CWD,
+        destination,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | final_link.oflags(),
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let mut stack = vec![CopyFrame::new(source, destination)?];
+    while let Some(frame) = stack.last_mut() {
+        let Some((name, file_type)) = frame.pending.pop() else {
+            let done = stack.pop().expect("a frame is on the stack");
+            rustix::fs::fchmod(&done.destination, Mode::from_raw_mode(done.mode))
+                .map_err(io::Error::from)?;
+            continue;
+        };
+        match file_type {
+            FileType::Directory => {
+                match rustix::fs::mkdirat(&frame.destination, &*name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(io::Error::from(e).into()),
+                }
+                let source =
+                    open_nofollow(&frame.source, &*name, OFlags::RDONLY | OFlags::DIRECTORY)?;
+                let destination = open_nofollow(
+                    &frame.destination,
+                    &*name,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                )?;
+                stack.push(CopyFrame::new(source, destination)?);
+            }
+            FileType::RegularFile => {
+                let from = open_nofollow(&frame.source, &*name, OFlags::RDONLY)?;
+                let to = open_nofollow(
+                    &frame.destination,
+                    &*name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+                )?;
+                copy_contents(File::from(from), File::from(to))?;
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(&frame.source, &*name, Vec::new())
+                    .map_err(io::Error::from)?;
+                rustix::fs::symlinkat(&*target, &frame.destination, &*name)
+                    .map_err(io::Error::from)?;
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
