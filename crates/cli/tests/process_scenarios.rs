@@ -756,6 +756,412 @@ async fn eviction_reports_first_retained_seq(target: Target) {
     );
 }
 
+/// The process additions (signal, closeStdin, list, resize) exist on this project's server
+/// only. In interop runs against another server, the remote client must refuse them with a
+/// typed error instead of sending them; check that and tell the scenario to stop.
+async fn additions_absent(env: &TestEnv, target: Target) -> bool {
+    if target != Target::Remote || !support::against_another_server() {
+        return false;
+    }
+    let err = env.env.processes().list().await.expect_err("list refused");
+    assert_eq!(err.code(), error_codes::METHOD_NOT_FOUND, "{err}");
+    assert!(
+        err.to_string().contains("does not support process/list"),
+        "{err}"
+    );
+    let err = env.env.processes().signal("p", "SIGINT").await.unwrap_err();
+    assert_eq!(err.code(), error_codes::METHOD_NOT_FOUND, "{err}");
+    true
+}
+
+/// Takes events until the output seen so far contains `want`; fails on an exit first.
+async fn output_until(events: &mut ProcessEvents, seen: &mut Vec<u8>, want: &[u8]) {
+    within("output", async {
+        while !seen.windows(want.len()).any(|w| w == want) {
+            match events.next().await {
+                Some(ProcessEvent::Output { chunk, .. }) => seen.extend_from_slice(&chunk),
+                other => panic!(
+                    "expected {:?} in the output, got {other:?} after {:?}",
+                    String::from_utf8_lossy(want),
+                    String::from_utf8_lossy(seen)
+                ),
+            }
+        }
+    })
+    .await
+}
+
+async fn signal_reaches_trapping_script(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within(
+        "signal_reaches_trapping_script",
+        signal_reaches_trapping_script_steps(target),
+    )
+    .await;
+}
+
+async fn signal_reaches_trapping_script_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    // Any accepted spelling: with and without the prefix, any case.
+    for (name, trapped, code) in [
+        ("SIGINT", "INT", 42),
+        ("TERM", "TERM", 43),
+        ("sigusr1", "USR1", 44),
+    ] {
+        // The background sleep keeps the group busy; the trap reports the signal, kills it
+        // and exits with a known code, so the exit proves the trap ran.
+        let p = sh(&format!(
+            "trap 'echo got-{trapped}; kill $! 2>/dev/null; exit {code}' {trapped}; \
+             sleep 100 >/dev/null 2>&1 & echo ready; wait"
+        ));
+        let id = p.process_id.clone();
+        let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+        let mut seen = vec![];
+        output_until(&mut started.events, &mut seen, b"ready\n").await;
+        let delivered = within("signal", env.env.processes().signal(&id, name))
+            .await
+            .unwrap();
+        assert!(delivered, "{name}");
+        let events = all_events(&mut started.events).await;
+        seen.extend(output(&events));
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            format!("ready\ngot-{trapped}\n")
+        );
+        assert_eq!(exit_of(&events), (code, None), "{name}: {events:?}");
+    }
+}
+
+async fn stop_and_continue(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within("stop_and_continue", stop_and_continue_steps(target)).await;
+}
+
+async fn stop_and_continue_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let mut p = sh("echo $$; exec cat");
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let mut seen = vec![];
+    output_until(&mut started.events, &mut seen, b"\n").await;
+    let pid: u32 = String::from_utf8_lossy(&seen).trim().parse().unwrap();
+    seen.clear();
+
+    assert!(env.env.processes().signal(&id, "SIGSTOP").await.unwrap());
+    within("the process to stop", async {
+        while proc_state(pid) != Some('T') {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let status = env
+        .env
+        .processes()
+        .write(&id, Bytes::from_static(b"while-stopped\n"))
+        .await
+        .unwrap();
+    assert_eq!(status, WriteStatus::Accepted);
+    // Stopped, cat cannot echo what was written.
+    let r = env
+        .env
+        .processes()
+        .read(ReadParams {
+            process_id: id.clone(),
+            after_seq: Some(1),
+            ..ReadParams::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.chunks.is_empty() && !r.exited, "{r:?}");
+
+    assert!(env.env.processes().signal(&id, "CONT").await.unwrap());
+    output_until(&mut started.events, &mut seen, b"while-stopped\n").await;
+    assert_ne!(proc_state(pid), Some('T'));
+    env.env.processes().close_stdin(&id).await.unwrap();
+    let events = all_events(&mut started.events).await;
+    assert_eq!(exit_of(&events), (0, None));
+}
+
+async fn signal_errors_and_after_exit(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within(
+        "signal_errors_and_after_exit",
+        signal_errors_and_after_exit_steps(target),
+    )
+    .await;
+}
+
+async fn signal_errors_and_after_exit_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let p = params(&["/bin/sleep", "100"]);
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    for bad in ["SIGBOGUS", "9", "", "SIGSEGV"] {
+        let err = env.env.processes().signal(&id, bad).await.unwrap_err();
+        assert_eq!(err.code(), error_codes::INVALID_PARAMS, "{bad}: {err}");
+        assert!(err.to_string().contains("unknown signal"), "{err}");
+    }
+    let err = env
+        .env
+        .processes()
+        .signal("no-such-process", "SIGTERM")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
+    assert!(
+        err.to_string()
+            .contains("unknown process id no-such-process"),
+        "{err}"
+    );
+
+    // The bad calls did nothing: the process is still running.
+    assert!(env.env.processes().signal(&id, "SIGKILL").await.unwrap());
+    let events = all_events(&mut started.events).await;
+    assert_killed_by(&events, libc::SIGKILL);
+    // Exited: nothing is delivered any more.
+    assert!(!env.env.processes().signal(&id, "SIGTERM").await.unwrap());
+    assert!(!env.env.processes().signal(&id, "SIGCONT").await.unwrap());
+}
+
+async fn close_stdin_ends_input_after_queued_writes(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within(
+        "close_stdin_ends_input_after_queued_writes",
+        close_stdin_ends_input_after_queued_writes_steps(target),
+    )
+    .await;
+}
+
+async fn close_stdin_ends_input_after_queued_writes_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let mut p = sh("cat; echo saw-eof");
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let processes = env.env.processes().clone();
+    // Pipelined: the close is issued before any reply is awaited, and still comes after
+    // the writes.
+    let (one, two, closed) = within(
+        "writes and close",
+        futures::future::join3(
+            processes.write(&id, Bytes::from_static(b"one\n")),
+            processes.write(&id, Bytes::from_static(b"two\n")),
+            processes.close_stdin(&id),
+        ),
+    )
+    .await;
+    assert_eq!(one.unwrap(), WriteStatus::Accepted);
+    assert_eq!(two.unwrap(), WriteStatus::Accepted);
+    closed.unwrap();
+    let late = processes
+        .write(&id, Bytes::from_static(b"three\n"))
+        .await
+        .unwrap();
+    assert_eq!(late, WriteStatus::StdinClosed);
+    processes
+        .close_stdin(&id)
+        .await
+        .expect("closing twice is fine");
+    let events = all_events(&mut started.events).await;
+    assert_eq!(
+        String::from_utf8_lossy(&output(&events)),
+        "one\ntwo\nsaw-eof\n"
+    );
+    assert_eq!(exit_of(&events), (0, None));
+
+    // A PTY: ^D ends the input, after handing over a partial line.
+    let mut p = params(&["/bin/cat"]);
+    p.tty = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let status = processes
+        .write(&id, Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
+    assert_eq!(status, WriteStatus::Accepted);
+    processes.close_stdin(&id).await.unwrap();
+    let events = all_events(&mut started.events).await;
+    let text = String::from_utf8_lossy(&output(&events)).into_owned();
+    // The terminal's echo, then cat's copy.
+    assert_eq!(text.matches("partial").count(), 2, "{text:?}");
+    assert_eq!(exit_of(&events), (0, None));
+
+    let err = processes.close_stdin("no-such-process").await.unwrap_err();
+    assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
+}
+
+async fn list_reports_running_and_exited(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within(
+        "list_reports_running_and_exited",
+        list_reports_running_and_exited_steps(target),
+    )
+    .await;
+}
+
+async fn list_reports_running_and_exited_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let processes = env.env.processes().clone();
+    assert_eq!(processes.list().await.unwrap(), vec![]);
+
+    let sleeper = sh("echo $$; exec sleep 100");
+    let sleeper_id = sleeper.process_id.clone();
+    let mut sleeper_started = within("start", processes.start(sleeper)).await.unwrap();
+    let mut seen = vec![];
+    output_until(&mut sleeper_started.events, &mut seen, b"\n").await;
+    let sleeper_pid: u32 = String::from_utf8_lossy(&seen).trim().parse().unwrap();
+
+    let mut tty = params(&["/bin/sleep", "100"]);
+    tty.tty = true;
+    let tty_id = tty.process_id.clone();
+    let _tty_started = within("start", processes.start(tty)).await.unwrap();
+
+    let exited = sh("exit 3");
+    let exited_id = exited.process_id.clone();
+    run(&env, exited).await;
+
+    let killed = params(&["/bin/sleep", "100"]);
+    let killed_id = killed.process_id.clone();
+    let mut killed_started = within("start", processes.start(killed)).await.unwrap();
+    assert!(processes.signal(&killed_id, "SIGTERM").await.unwrap());
+    all_events(&mut killed_started.events).await;
+
+    let list = processes.list().await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|p| p.process_id.as_str()).collect();
+    let mut sorted = vec![
+        sleeper_id.as_str(),
+        tty_id.as_str(),
+        exited_id.as_str(),
+        killed_id.as_str(),
+    ];
+    sorted.sort();
+    assert_eq!(ids, sorted, "{list:?}");
+    let find = |id: &str| list.iter().find(|p| p.process_id == id).unwrap().clone();
+
+    let s = find(&sleeper_id);
+    assert_eq!(s.pid, Some(sleeper_pid));
+    assert!(
+        s.running && !s.tty && s.exit_code.is_none() && s.signal.is_none(),
+        "{s:?}"
+    );
+    let t = find(&tty_id);
+    assert!(
+        t.running && t.tty && t.pid.is_some() && t.exit_code.is_none(),
+        "{t:?}"
+    );
+    let e = find(&exited_id);
+    assert!(!e.running && !e.tty, "{e:?}");
+    assert_eq!((e.exit_code, e.signal), (Some(3), None));
+    let k = find(&killed_id);
+    assert!(!k.running, "{k:?}");
+    assert_eq!((k.exit_code, k.signal), (Some(-1), Some(libc::SIGTERM)));
+
+    assert!(processes.terminate(&sleeper_id).await.unwrap());
+    assert!(processes.terminate(&tty_id).await.unwrap());
+    all_events(&mut sleeper_started.events).await;
+    let s = processes
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.process_id == sleeper_id)
+        .unwrap();
+    assert!(!s.running, "{s:?}");
+    assert_eq!((s.exit_code, s.signal), (Some(-1), Some(libc::SIGKILL)));
+}
+
+async fn resize_changes_the_terminal_size(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within(
+        "resize_changes_the_terminal_size",
+        resize_changes_the_terminal_size_steps(target),
+    )
+    .await;
+}
+
+async fn resize_changes_the_terminal_size_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let processes = env.env.processes().clone();
+    let mut p = sh("stty size; read x; stty size; read y; stty size");
+    p.tty = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", processes.start(p)).await.unwrap();
+    let mut seen = vec![];
+    output_until(&mut started.events, &mut seen, b"24 80\r\n").await;
+    processes.resize(&id, 40, 132).await.unwrap();
+    processes
+        .write(&id, Bytes::from_static(b"\n"))
+        .await
+        .unwrap();
+    output_until(&mut started.events, &mut seen, b"40 132\r\n").await;
+    // Pipelined: the resize applies between the two writes' worth of input.
+    let (resized, written) = within(
+        "resize and write",
+        futures::future::join(
+            processes.resize(&id, 50, 100),
+            processes.write(&id, Bytes::from_static(b"\n")),
+        ),
+    )
+    .await;
+    resized.unwrap();
+    assert_eq!(written.unwrap(), WriteStatus::Accepted);
+    output_until(&mut started.events, &mut seen, b"50 100\r\n").await;
+    let events = all_events(&mut started.events).await;
+    assert_eq!(exit_of(&events), (0, None));
+
+    let err = processes.resize(&id, 0, 80).await.unwrap_err();
+    assert_eq!(err.code(), error_codes::INVALID_PARAMS, "{err}");
+    let err = processes
+        .resize("no-such-process", 10, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
+}
+
+async fn resize_of_a_pipes_process_is_an_error(target: Target) {
+    // Every call, not only the waits, is bounded.
+    within(
+        "resize_of_a_pipes_process_is_an_error",
+        resize_of_a_pipes_process_is_an_error_steps(target),
+    )
+    .await;
+}
+
+async fn resize_of_a_pipes_process_is_an_error_steps(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let p = params(&["/bin/sleep", "100"]);
+    let id = p.process_id.clone();
+    let mut started = within("start", env.env.processes().start(p)).await.unwrap();
+    let err = env.env.processes().resize(&id, 40, 100).await.unwrap_err();
+    assert_eq!(err.code(), error_codes::INVALID_PARAMS, "{err}");
+    assert!(err.to_string().contains("no terminal"), "{err}");
+    // The process is unaffected.
+    assert!(env.env.processes().terminate(&id).await.unwrap());
+    assert_killed_by(&all_events(&mut started.events).await, libc::SIGKILL);
+}
+
 both_targets! {
     exit_codes_and_signals => crate::exit_codes;
     seqs_are_ordered_and_contiguous => crate::seq_order_and_contiguity;
@@ -772,4 +1178,11 @@ both_targets! {
     long_poll => crate::long_poll_returns_when_output_arrives;
     max_bytes => crate::max_bytes_is_respected_and_chunks_never_split;
     eviction => crate::eviction_reports_first_retained_seq;
+    signal_reaches_trap => crate::signal_reaches_trapping_script;
+    signal_stop_and_continue => crate::stop_and_continue;
+    signal_errors_and_after_exit => crate::signal_errors_and_after_exit;
+    close_stdin => crate::close_stdin_ends_input_after_queued_writes;
+    list => crate::list_reports_running_and_exited;
+    resize => crate::resize_changes_the_terminal_size;
+    resize_pipes_is_an_error => crate::resize_of_a_pipes_process_is_an_error;
 }

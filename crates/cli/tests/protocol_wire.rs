@@ -221,3 +221,107 @@ async fn oversized_message_gets_a_clean_error_and_the_connection_lives() {
         .await;
     assert_eq!(r["result"]["running"], false, "{r}");
 }
+
+/// The process additions on the raw wire, in the shapes codex-style clients send (explicit
+/// nulls, unknown fields), and advertised in `capabilities.methods`.
+#[tokio::test]
+async fn process_additions_on_the_wire() {
+    let server = ServerProcess::start(&[]);
+    let mut peer = RawPeer::connect(&server.url).await;
+    let r = peer
+        .request(json!({"id": 1, "method": "initialize", "params": {"clientName": "t"}}))
+        .await;
+    let advertised = &r["result"]["capabilities"]["methods"];
+    for method in [
+        "process/signal",
+        "process/closeStdin",
+        "process/list",
+        "process/resize",
+    ] {
+        assert!(
+            advertised.as_array().unwrap().contains(&json!(method)),
+            "{method} not in {advertised}"
+        );
+    }
+    peer.send(json!({"method": "initialized"})).await;
+
+    let mut cat = start(2, "cat", &["/bin/cat"]);
+    cat["params"]["pipeStdin"] = json!(true);
+    assert!(peer.request(cat).await.get("result").is_some());
+    // Pipelined without waiting: write, close, write. Replies come in order, and the close
+    // lands after the first write only.
+    peer.send(json!({"id": 3, "method": "process/write", "params": {"processId": "cat", "chunk": "aGkK"}}))
+        .await;
+    peer.send(json!({"id": 4, "method": "process/closeStdin", "params": {"processId": "cat", "extra": null}}))
+        .await;
+    peer.send(json!({"id": 5, "method": "process/write", "params": {"processId": "cat", "chunk": "eAo="}}))
+        .await;
+    assert_eq!(
+        peer.reply().await,
+        json!({"id": 3, "result": {"status": "accepted"}})
+    );
+    assert_eq!(peer.reply().await, json!({"id": 4, "result": {}}));
+    assert_eq!(
+        peer.reply().await,
+        json!({"id": 5, "result": {"status": "stdinClosed"}})
+    );
+    // cat echoes "hi\n", then sees end of file and exits 0.
+    // Notifications that arrived while waiting for the replies were kept aside.
+    let mut pending = std::mem::take(&mut peer.notifications).into_iter();
+    let mut exit = None;
+    while exit.is_none() {
+        let m = match pending.next() {
+            Some(m) => m,
+            None => peer.next().await.expect("notification"),
+        };
+        if m["method"] == "process/output" {
+            assert_eq!(m["params"]["chunk"], "aGkK", "{m}");
+        }
+        if m["method"] == "process/exited" {
+            exit = Some(m["params"]["exitCode"].clone());
+        }
+    }
+    assert_eq!(exit, Some(json!(0)));
+
+    let r = peer
+        .request(json!({"id": 6, "method": "process/list", "params": null}))
+        .await;
+    let processes = r["result"]["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 1, "{r}");
+    assert_eq!(processes[0]["processId"], "cat");
+    assert_eq!(processes[0]["running"], false);
+    assert_eq!(processes[0]["tty"], false);
+    assert_eq!(processes[0]["exitCode"], 0);
+    assert!(processes[0]["pid"].is_u64(), "{r}");
+    assert!(processes[0].get("signal").is_none(), "{r}");
+
+    let r = peer
+        .request(json!({"id": 7, "method": "process/signal", "params": {"processId": "cat", "signal": "TERM"}}))
+        .await;
+    assert_eq!(r["result"], json!({"delivered": false}), "{r}");
+    let r = peer
+        .request(json!({"id": 8, "method": "process/signal", "params": {"processId": "cat", "signal": null}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = peer
+        .request(json!({"id": 9, "method": "process/signal", "params": {"processId": "cat", "signal": "SIGNOPE"}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = peer
+        .request(json!({"id": 10, "method": "process/resize", "params": {"processId": "cat", "rows": null, "cols": 80}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = peer
+        .request(json!({"id": 11, "method": "process/resize", "params": {"processId": "cat", "rows": 24, "cols": 80}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(
+        r["error"]["message"],
+        "process cat has no terminal to resize (it was started without tty)"
+    );
+    let r = peer
+        .request(json!({"id": 12, "method": "process/closeStdin", "params": {"processId": "nope"}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert_eq!(r["error"]["message"], "unknown process id nope");
+}

@@ -9,10 +9,11 @@ use exec_server_environment::{
 };
 use exec_server_protocol::methods;
 use exec_server_protocol::process::{
-    ReadParams, ReadResponse, StartParams, StartResponse, TerminateParams, TerminateResponse,
-    WriteParams, WriteResponse, WriteStatus,
+    CloseStdinParams, ListParams, ListResponse, ProcessInfo, ReadParams, ReadResponse,
+    ResizeParams, SignalParams, SignalResponse, StartParams, StartResponse, TerminateParams,
+    TerminateResponse, WriteParams, WriteResponse, WriteStatus,
 };
-use exec_server_protocol::Base64Bytes;
+use exec_server_protocol::{Base64Bytes, EmptyResponse};
 
 /// Forwards every process call to the server; events arrive as notifications.
 pub struct RemoteProcesses {
@@ -26,6 +27,20 @@ impl RemoteProcesses {
 
     pub fn client(&self) -> &ExecServerClient {
         &self.client
+    }
+
+    /// Refuses a method the server did not advertise in `capabilities.methods` (a codex
+    /// server advertises nothing), instead of sending it and getting -32601.
+    fn require(&self, method: &'static str) -> Result<(), ProcessError> {
+        let advertised = self
+            .client
+            .capabilities()
+            .is_some_and(|c| c.methods.iter().any(|m| m == method));
+        if advertised {
+            Ok(())
+        } else {
+            Err(ProcessError::Unsupported(method))
+        }
     }
 
     /// Whether the server knows `process_id` (after a start whose reply was lost).
@@ -123,6 +138,56 @@ impl ProcessBackend for RemoteProcesses {
             .call_idempotent::<_, TerminateResponse>(methods::PROCESS_TERMINATE, &params)
             .await
             .map(|r| r.running)
+            .map_err(to_process_error)
+    }
+
+    async fn signal(&self, process_id: &str, signal: &str) -> Result<bool, ProcessError> {
+        self.require(methods::PROCESS_SIGNAL)?;
+        let params = SignalParams {
+            process_id: process_id.to_owned(),
+            signal: signal.to_owned(),
+        };
+        // Not retried after a lost reply: a second SIGINT or SIGSTOP is not harmless.
+        self.client
+            .call::<_, SignalResponse>(methods::PROCESS_SIGNAL, &params)
+            .await
+            .map(|r| r.delivered)
+            .map_err(to_process_error)
+    }
+
+    async fn close_stdin(&self, process_id: &str) -> Result<(), ProcessError> {
+        self.require(methods::PROCESS_CLOSE_STDIN)?;
+        let params = CloseStdinParams {
+            process_id: process_id.to_owned(),
+        };
+        // The server ignores a second close, so a close whose reply was lost is repeated.
+        self.client
+            .call_idempotent::<_, EmptyResponse>(methods::PROCESS_CLOSE_STDIN, &params)
+            .await
+            .map(|_| ())
+            .map_err(to_process_error)
+    }
+
+    async fn list(&self) -> Result<Vec<ProcessInfo>, ProcessError> {
+        self.require(methods::PROCESS_LIST)?;
+        self.client
+            .call_idempotent::<_, ListResponse>(methods::PROCESS_LIST, &ListParams {})
+            .await
+            .map(|r| r.processes)
+            .map_err(to_process_error)
+    }
+
+    async fn resize(&self, process_id: &str, rows: u16, cols: u16) -> Result<(), ProcessError> {
+        self.require(methods::PROCESS_RESIZE)?;
+        let params = ResizeParams {
+            process_id: process_id.to_owned(),
+            rows,
+            cols,
+        };
+        self.client
+            .call_idempotent::<_, EmptyResponse>(methods::PROCESS_RESIZE, &params)
+            .await
+            .map(|_| ())
             .map_err(to_process_error)
     }
 }

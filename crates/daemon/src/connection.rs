@@ -1,8 +1,9 @@
 //! One connection: framing, the size limit, handshake gating and dispatch.
 //!
 //! Ordering rules (SPEC section 10): `initialize` and `initialized` are handled inline, in
-//! arrival order. `process/write` and `process/terminate` are also handled inline, because
-//! they only queue work and must take effect in arrival order. Every other request runs in
+//! arrival order. `process/write`, `process/terminate`, `process/signal`,
+//! `process/closeStdin` and `process/resize` are also handled inline, because they only act
+//! or queue work and must take effect in arrival order. Every other request runs in
 //! its own task, so a long-poll `process/read` never blocks the connection. All replies and
 //! notifications go through one outbound queue drained by one writer task.
 

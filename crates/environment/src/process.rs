@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use exec_server_protocol::error_codes;
 use exec_server_protocol::process::{
-    OutputStream, ReadParams, ReadResponse, StartParams, WriteStatus,
+    OutputStream, ProcessInfo, ReadParams, ReadResponse, StartParams, WriteStatus,
 };
 use exec_server_protocol::ErrorObject;
 use futures::stream::BoxStream;
@@ -28,6 +28,21 @@ pub trait ProcessBackend: Send + Sync {
 
     /// Kills the process's whole process group. Returns whether it was still running.
     async fn terminate(&self, process_id: &str) -> Result<bool, ProcessError>;
+
+    /// Sends a signal (a name such as `"SIGINT"` or `"INT"`) to the process's whole process
+    /// group. Returns whether it was delivered: false once the process has exited.
+    async fn signal(&self, process_id: &str, signal: &str) -> Result<bool, ProcessError>;
+
+    /// Closes the process's stdin once every write queued before it has been written. For a
+    /// PTY process this types the terminal's end-of-file character (^D) instead, since the
+    /// terminal itself stays open. Later writes report `stdinClosed`; closing twice is fine.
+    async fn close_stdin(&self, process_id: &str) -> Result<(), ProcessError>;
+
+    /// The processes of this owner (running, and exited ones still retained), sorted by id.
+    async fn list(&self) -> Result<Vec<ProcessInfo>, ProcessError>;
+
+    /// Sets a PTY process's window size (the child gets SIGWINCH), in order with writes.
+    async fn resize(&self, process_id: &str, rows: u16, cols: u16) -> Result<(), ProcessError>;
 }
 
 /// A started process and the stream of its events.
@@ -117,6 +132,16 @@ pub enum ProcessError {
     Spawn(#[source] std::io::Error),
     #[error("failed to write to process stdin")]
     StdinGone,
+    #[error("unknown signal {0:?}: expected one of SIGINT, SIGTERM, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGSTOP, SIGCONT, SIGWINCH")]
+    UnknownSignal(String),
+    #[error("process {0} has no terminal to resize (it was started without tty)")]
+    NotATerminal(String),
+    #[error("rows and cols must be at least 1")]
+    InvalidSize,
+    /// The server did not advertise this method in `capabilities.methods` (an older or
+    /// another implementation), so the client does not send it.
+    #[error("the exec server does not support {0} (it is not in the server's capabilities)")]
+    Unsupported(&'static str),
     #[error("{message}")]
     LimitExceeded {
         limit: &'static str,
@@ -134,7 +159,11 @@ impl ProcessError {
     /// The JSON-RPC error code for this failure.
     pub fn code(&self) -> i64 {
         match self {
-            ProcessError::EmptyArgv => error_codes::INVALID_PARAMS,
+            ProcessError::EmptyArgv
+            | ProcessError::UnknownSignal(_)
+            | ProcessError::NotATerminal(_)
+            | ProcessError::InvalidSize => error_codes::INVALID_PARAMS,
+            ProcessError::Unsupported(_) => error_codes::METHOD_NOT_FOUND,
             ProcessError::AlreadyExists(_)
             | ProcessError::UnknownProcess(_)
             | ProcessError::Starting(_)

@@ -7,6 +7,10 @@ pub const PROCESS_START: &str = "process/start";
 pub const PROCESS_READ: &str = "process/read";
 pub const PROCESS_WRITE: &str = "process/write";
 pub const PROCESS_TERMINATE: &str = "process/terminate";
+pub const PROCESS_SIGNAL: &str = "process/signal";
+pub const PROCESS_CLOSE_STDIN: &str = "process/closeStdin";
+pub const PROCESS_LIST: &str = "process/list";
+pub const PROCESS_RESIZE: &str = "process/resize";
 pub const PROCESS_OUTPUT: &str = "process/output";
 pub const PROCESS_EXITED: &str = "process/exited";
 pub const PROCESS_CLOSED: &str = "process/closed";
@@ -44,6 +48,10 @@ pub const REQUESTS: &[&str] = &[
     PROCESS_READ,
     PROCESS_WRITE,
     PROCESS_TERMINATE,
+    PROCESS_SIGNAL,
+    PROCESS_CLOSE_STDIN,
+    PROCESS_LIST,
+    PROCESS_RESIZE,
     FS_READ_FILE,
     FS_WRITE_FILE,
     FS_CREATE_DIRECTORY,

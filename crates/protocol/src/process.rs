@@ -190,6 +190,77 @@ pub struct TerminateResponse {
     pub running: bool,
 }
 
+/// `process/signal` params (addition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalParams {
+    pub process_id: String,
+    /// One of SIGINT, SIGTERM, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGSTOP, SIGCONT,
+    /// SIGWINCH, with or without the `SIG` prefix, any case. Anything else is -32602.
+    pub signal: String,
+}
+
+/// `process/signal` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalResponse {
+    /// True when the process had not exited and its process group was sent the signal;
+    /// false when it has already exited (nothing was sent).
+    pub delivered: bool,
+}
+
+/// `process/closeStdin` params (addition). The result is `{}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseStdinParams {
+    pub process_id: String,
+}
+
+/// `process/list` params (addition): none.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {}
+
+/// One process of the session, as `process/list` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessInfo {
+    pub process_id: String,
+    /// The OS pid (also its process group id). Once the process has exited the pid may
+    /// belong to someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Started with `tty: true`.
+    pub tty: bool,
+    /// Not yet exited.
+    pub running: bool,
+    /// The exit status once exited (-1 for a signal death).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, when it died of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+/// `process/list` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse {
+    /// Live and retained processes, sorted by `processId`.
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// `process/resize` params (addition): the PTY window size. The result is `{}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeParams {
+    pub process_id: String,
+    /// At least 1.
+    pub rows: u16,
+    /// At least 1.
+    pub cols: u16,
+}
+
 /// `process/output` notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -62,6 +62,30 @@ pub fn protocol_schema() -> Value {
         false,
     );
     request(
+        methods::PROCESS_SIGNAL,
+        def::<process::SignalParams>(g),
+        def::<process::SignalResponse>(g),
+        true,
+    );
+    request(
+        methods::PROCESS_CLOSE_STDIN,
+        def::<process::CloseStdinParams>(g),
+        def::<EmptyResponse>(g),
+        true,
+    );
+    request(
+        methods::PROCESS_LIST,
+        def::<process::ListParams>(g),
+        def::<process::ListResponse>(g),
+        true,
+    );
+    request(
+        methods::PROCESS_RESIZE,
+        def::<process::ResizeParams>(g),
+        def::<EmptyResponse>(g),
+        true,
+    );
+    request(
         methods::FS_READ_FILE,
         def::<fs::ReadFileParams>(g),
         def::<fs::ReadFileResponse>(g),

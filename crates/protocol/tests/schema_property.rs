@@ -20,6 +20,10 @@ fn decoder_accepts(method: &str, params: &Value) -> bool {
         "process/read" => decodes::<process::ReadParams>(params),
         "process/write" => decodes::<process::WriteParams>(params),
         "process/terminate" => decodes::<process::TerminateParams>(params),
+        "process/signal" => decodes::<process::SignalParams>(params),
+        "process/closeStdin" => decodes::<process::CloseStdinParams>(params),
+        "process/list" => decodes::<process::ListParams>(params),
+        "process/resize" => decodes::<process::ResizeParams>(params),
         "fs/readFile" => decodes::<fs::ReadFileParams>(params),
         "fs/writeFile" => decodes::<fs::WriteFileParams>(params),
         "fs/createDirectory" => decodes::<fs::CreateDirectoryParams>(params),
@@ -56,6 +60,16 @@ fn seeds() -> Vec<(&'static str, Value)> {
         ),
         ("process/write", json!({"processId": "1", "chunk": "aGkK"})),
         ("process/terminate", json!({"processId": "1"})),
+        (
+            "process/signal",
+            json!({"processId": "1", "signal": "SIGINT"}),
+        ),
+        ("process/closeStdin", json!({"processId": "1"})),
+        ("process/list", json!({})),
+        (
+            "process/resize",
+            json!({"processId": "1", "rows": 40, "cols": 132}),
+        ),
         (
             "fs/readFile",
             json!({"path": "/w/a", "sandbox": null, "offset": 0, "length": 10}),

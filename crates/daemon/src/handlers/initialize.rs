@@ -15,7 +15,15 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }),
         capabilities: Some(Capabilities {
-            methods: vec![methods::FS_RENAME.to_owned()],
+            methods: [
+                methods::PROCESS_SIGNAL,
+                methods::PROCESS_CLOSE_STDIN,
+                methods::PROCESS_LIST,
+                methods::PROCESS_RESIZE,
+                methods::FS_RENAME,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             features: Features {
                 fs_range: true,
                 exit_signal: true,

@@ -67,6 +67,13 @@ pub(crate) fn lookup(method: &str) -> Option<Handler> {
         methods::PROCESS_READ => (false, |c, id, p| Box::pin(process::read(c, id, p))),
         methods::PROCESS_WRITE => (true, |c, id, p| Box::pin(process::write(c, id, p))),
         methods::PROCESS_TERMINATE => (true, |c, id, p| Box::pin(process::terminate(c, id, p))),
+        // Signal, closeStdin and resize only act or queue work, so they are inline too:
+        // calls naming one process apply in arrival order (closeStdin and resize are queued
+        // behind earlier writes).
+        methods::PROCESS_SIGNAL => (true, |c, id, p| Box::pin(process::signal(c, id, p))),
+        methods::PROCESS_CLOSE_STDIN => (true, |c, id, p| Box::pin(process::close_stdin(c, id, p))),
+        methods::PROCESS_RESIZE => (true, |c, id, p| Box::pin(process::resize(c, id, p))),
+        methods::PROCESS_LIST => (false, |c, id, p| Box::pin(process::list(c, id, p))),
         // Filesystem calls may block on disk for a long time, so each runs in its own task.
         // Two calls on one path are therefore unordered: a client that needs an order (a
         // truncating write before ranged writes) waits for the first reply.

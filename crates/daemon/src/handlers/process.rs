@@ -7,10 +7,11 @@ use exec_server_environment::{ProcessBackend, ProcessEvent, ProcessEvents};
 use exec_server_protocol::envelope;
 use exec_server_protocol::methods;
 use exec_server_protocol::process::{
-    ClosedNotification, ExitedNotification, OutputNotification, ReadParams, StartParams,
+    CloseStdinParams, ClosedNotification, ExitedNotification, ListParams, ListResponse,
+    OutputNotification, ReadParams, ResizeParams, SignalParams, SignalResponse, StartParams,
     StartResponse, TerminateParams, TerminateResponse, WriteParams, WriteResponse,
 };
-use exec_server_protocol::{Base64Bytes, RequestId};
+use exec_server_protocol::{Base64Bytes, EmptyResponse, RequestId};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -137,6 +138,66 @@ pub(super) async fn terminate(ctx: RequestContext, id: RequestId, params: Option
         .terminate(&params.process_id)
         .await
         .map(|running| TerminateResponse { running })
+        .map_err(|e| e.to_error_object());
+    ctx.reply(&id, result).await;
+}
+
+pub(super) async fn signal(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
+    let params: SignalParams = match decode(params) {
+        Ok(p) => p,
+        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
+    };
+    let result = ctx
+        .session
+        .processes
+        .signal(&params.process_id, &params.signal)
+        .await
+        .map(|delivered| SignalResponse { delivered })
+        .map_err(|e| e.to_error_object());
+    ctx.reply(&id, result).await;
+}
+
+pub(super) async fn close_stdin(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
+    let params: CloseStdinParams = match decode(params) {
+        Ok(p) => p,
+        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
+    };
+    let result = ctx
+        .session
+        .processes
+        .close_stdin(&params.process_id)
+        .await
+        .map(|()| EmptyResponse {})
+        .map_err(|e| e.to_error_object());
+    ctx.reply(&id, result).await;
+}
+
+pub(super) async fn list(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
+    let _: ListParams = match decode(params) {
+        Ok(p) => p,
+        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
+    };
+    let result = ctx
+        .session
+        .processes
+        .list()
+        .await
+        .map(|processes| ListResponse { processes })
+        .map_err(|e| e.to_error_object());
+    ctx.reply(&id, result).await;
+}
+
+pub(super) async fn resize(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
+    let params: ResizeParams = match decode(params) {
+        Ok(p) => p,
+        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
+    };
+    let result = ctx
+        .session
+        .processes
+        .resize(&params.process_id, params.rows, params.cols)
+        .await
+        .map(|()| EmptyResponse {})
         .map_err(|e| e.to_error_object());
     ctx.reply(&id, result).await;
 }

@@ -3,11 +3,12 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use exec_server_protocol::process::{
-    OutputStream, ReadParams, ReadResponse, StartParams, WriteStatus,
+    OutputStream, ProcessInfo, ReadParams, ReadResponse, StartParams, WriteStatus,
 };
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -30,6 +31,52 @@ const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
 
 /// Pending stdin writes per process before `write` waits for the child to read.
 const STDIN_QUEUE_CHUNKS: usize = 1024;
+
+/// The signals `signal` accepts, by name (also accepted without the `SIG` prefix).
+const SIGNALS: &[(&str, libc::c_int)] = &[
+    ("SIGINT", libc::SIGINT),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGWINCH", libc::SIGWINCH),
+];
+
+/// The number of a signal name such as `"SIGINT"`, `"INT"` or `"sigint"`.
+fn signal_number(name: &str) -> Option<libc::c_int> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == full)
+        .map(|(_, number)| *number)
+}
+
+/// The terminal's end-of-file character (^D), which `close_stdin` types into a PTY.
+const PTY_EOF: u8 = 0x04;
+
+/// Work for a process's stdin writer task, applied in queue order.
+enum StdinOp {
+    Data(Bytes),
+    /// Pipes: close the pipe. PTY: type end-of-file.
+    Close,
+    /// PTY only: set the window size.
+    Resize(pty_process::Size),
+}
+
+/// Where a stdin writer task writes.
+enum StdinSink {
+    Pipe(tokio::net::unix::pipe::Sender),
+    Pty(pty_process::OwnedWritePty),
+}
 
 /// Told about every process group a table creates and lets go, so that something outside
 /// the server (a watchdog process) can kill them all if the server itself is killed.
@@ -87,7 +134,11 @@ struct ManagedProcess {
     changed: watch::Sender<()>,
     /// Bumped when the subscriber takes an event or goes away: wakes paused output readers.
     delivered: watch::Sender<()>,
-    stdin: Option<mpsc::Sender<Bytes>>,
+    /// The writer task's queue: stdin data, close, and (PTY) resizes, in call order.
+    stdin: Option<mpsc::Sender<StdinOp>>,
+    /// Set by `close_stdin`: later writes report `stdinClosed`.
+    stdin_closed: AtomicBool,
+    tty: bool,
 }
 
 struct ProcessState {
@@ -103,13 +154,31 @@ impl ManagedProcess {
     }
 
     fn kill_group(&self) -> bool {
+        self.signal_group(libc::SIGKILL)
+    }
+
+    /// Sends `signal` to the process group, under the state lock and only while the exit is
+    /// unrecorded (so the pid, kept reserved by the zombie, is still ours).
+    fn signal_group(&self, signal: libc::c_int) -> bool {
         let state = self.state();
         if state.reaped || state.log.exit().is_some() {
             return false;
         }
         // SAFETY: kill has no memory effects; the group is ours and not yet reaped.
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        unsafe { libc::kill(-self.pid, signal) };
         true
+    }
+
+    /// Queues `op` behind every earlier stdin operation. False when the writer is gone.
+    async fn queue_stdin(&self, op: StdinOp) -> bool {
+        let Some(stdin) = &self.stdin else {
+            return false;
+        };
+        // Operations on one process must reach it in call order. Tokio's cooperative budget
+        // can make a send yield even when the queue has room, letting a later call overtake;
+        // `unconstrained` opts out, so a send either completes now or waits in the channel's
+        // FIFO of waiting senders.
+        tokio::task::unconstrained(stdin.send(op)).await.is_ok()
     }
 }
 
@@ -289,16 +358,13 @@ impl ProcessBackend for ProcessTable {
             Err(ProcessError::Starting(_)) => return Ok(WriteStatus::Starting),
             Err(e) => return Err(e),
         };
-        let Some(stdin) = &process.stdin else {
+        if process.stdin_closed.load(Ordering::SeqCst) {
             return Ok(WriteStatus::StdinClosed);
-        };
-        // Writes to one process must reach it in call order. Tokio's cooperative budget can
-        // make a send yield even when the queue has room, letting a later write overtake;
-        // `unconstrained` opts out, so a send either completes now or waits in the
-        // channel's FIFO of waiting senders.
-        match tokio::task::unconstrained(stdin.send(chunk)).await {
-            Ok(()) => Ok(WriteStatus::Accepted),
-            Err(_) => Ok(WriteStatus::StdinClosed),
+        }
+        if process.queue_stdin(StdinOp::Data(chunk)).await {
+            Ok(WriteStatus::Accepted)
+        } else {
+            Ok(WriteStatus::StdinClosed)
         }
     }
 
@@ -308,6 +374,68 @@ impl ProcessBackend for ProcessTable {
             Err(ProcessError::UnknownProcess(_) | ProcessError::Starting(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn signal(&self, process_id: &str, signal: &str) -> Result<bool, ProcessError> {
+        let number =
+            signal_number(signal).ok_or_else(|| ProcessError::UnknownSignal(signal.to_owned()))?;
+        Ok(self.lookup(process_id)?.signal_group(number))
+    }
+
+    async fn close_stdin(&self, process_id: &str) -> Result<(), ProcessError> {
+        let process = self.lookup(process_id)?;
+        // Only the first close queues anything: a second ^D would be a second end-of-file.
+        if !process.stdin_closed.swap(true, Ordering::SeqCst) {
+            // A writer that is already gone (the child closed its stdin or exited) leaves
+            // nothing to close.
+            process.queue_stdin(StdinOp::Close).await;
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<ProcessInfo>, ProcessError> {
+        let processes: Vec<(String, Arc<ManagedProcess>)> = self
+            .shared
+            .slots()
+            .iter()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Live(p) => Some((id.clone(), p.clone())),
+                // Not started yet: there is nothing to report.
+                Slot::Starting => None,
+            })
+            .collect();
+        let mut list: Vec<ProcessInfo> = processes
+            .into_iter()
+            .map(|(process_id, process)| {
+                let exit = process.state().log.exit();
+                ProcessInfo {
+                    process_id,
+                    pid: Some(process.pid as u32),
+                    tty: process.tty,
+                    running: exit.is_none(),
+                    exit_code: exit.map(|e| e.exit_code),
+                    signal: exit.and_then(|e| e.signal),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.process_id.cmp(&b.process_id));
+        Ok(list)
+    }
+
+    async fn resize(&self, process_id: &str, rows: u16, cols: u16) -> Result<(), ProcessError> {
+        let process = self.lookup(process_id)?;
+        if !process.tty {
+            return Err(ProcessError::NotATerminal(process_id.to_owned()));
+        }
+        if rows == 0 || cols == 0 {
+            return Err(ProcessError::InvalidSize);
+        }
+        // Queued with the writes, so input written before the resize is typed at the old
+        // size. A writer that is gone means the terminal is gone: nothing to resize.
+        process
+            .queue_stdin(StdinOp::Resize(pty_process::Size::new(rows, cols)))
+            .await;
+        Ok(())
     }
 }
 
@@ -342,11 +470,11 @@ fn launch(
     mode: StdioMode,
 ) -> io::Result<Arc<ManagedProcess>> {
     let retention = table.config.retained_output_bytes;
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(STDIN_QUEUE_CHUNKS);
+    let (stdin_tx, stdin_rx) = mpsc::channel::<StdinOp>(STDIN_QUEUE_CHUNKS);
     // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and unchanged for the
     // AsyncFd's whole life.
     let pidfd = unsafe { AsyncFd::register(spawned.pidfd) }.map_err(io::Error::from)?;
-    let make = |streams: u8, has_stdin: bool| {
+    let make = |streams: u8, has_stdin: bool, tty: bool| {
         Arc::new(ManagedProcess {
             pid: spawned.pid,
             state: Mutex::new(ProcessState {
@@ -356,6 +484,8 @@ fn launch(
             changed: watch::Sender::new(()),
             delivered: watch::Sender::new(()),
             stdin: has_stdin.then(|| stdin_tx.clone()),
+            stdin_closed: AtomicBool::new(false),
+            tty,
         })
     };
     let process = match spawned.io {
@@ -369,20 +499,20 @@ fn launch(
             let stdin = stdin
                 .map(tokio::net::unix::pipe::Sender::from_owned_fd)
                 .transpose()?;
-            let process = make(2, stdin.is_some());
+            let process = make(2, stdin.is_some(), false);
             tokio::spawn(read_output(process.clone(), stdout, OutputStream::Stdout));
             tokio::spawn(read_output(process.clone(), stderr, OutputStream::Stderr));
             if let Some(stdin) = stdin {
-                tokio::spawn(write_stdin(stdin, stdin_rx));
+                tokio::spawn(write_stdin(StdinSink::Pipe(stdin), stdin_rx));
             }
             process
         }
         ChildIo::Pty { master } => {
             debug_assert_eq!(mode, StdioMode::Pty);
             let (reader, writer) = master.into_split();
-            let process = make(1, true);
+            let process = make(1, true, true);
             tokio::spawn(read_output(process.clone(), reader, OutputStream::Pty));
-            tokio::spawn(write_stdin(writer, stdin_rx));
+            tokio::spawn(write_stdin(StdinSink::Pty(writer), stdin_rx));
             process
         }
     };
@@ -432,11 +562,50 @@ async fn wait_for_subscriber(process: &ManagedProcess, delivered: &mut watch::Re
     }
 }
 
-async fn write_stdin(mut writer: impl AsyncWrite + Unpin, mut chunks: mpsc::Receiver<Bytes>) {
-    while let Some(chunk) = chunks.recv().await {
-        if writer.write_all(&chunk).await.is_err() || writer.flush().await.is_err() {
-            // The child closed its stdin; later writes report stdinClosed.
-            break;
+async fn write_all(writer: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
+/// Applies a process's stdin operations in order. Returning drops the queue, so later
+/// writes report stdinClosed.
+async fn write_stdin(mut sink: StdinSink, mut ops: mpsc::Receiver<StdinOp>) {
+    // Whether the terminal's current input line is empty (PTY only).
+    let mut at_line_start = true;
+    while let Some(op) = ops.recv().await {
+        let written = match (&mut sink, op) {
+            (StdinSink::Pipe(pipe), StdinOp::Data(chunk)) => write_all(pipe, &chunk).await,
+            (StdinSink::Pty(pty), StdinOp::Data(chunk)) => {
+                if let Some(last) = chunk.last() {
+                    at_line_start = matches!(*last, b'\n' | b'\r' | PTY_EOF);
+                }
+                write_all(pty, &chunk).await
+            }
+            // Dropping the write end is the end of file the child reads.
+            (StdinSink::Pipe(_), StdinOp::Close) => return,
+            (StdinSink::Pty(pty), StdinOp::Close) => {
+                // In canonical mode ^D ends the input only on an empty line; on a partial
+                // line it hands that line over, and a second ^D then ends the input, as when
+                // a user types it twice. The terminal stays open: it carries the output.
+                let eof: &[u8] = if at_line_start {
+                    &[PTY_EOF]
+                } else {
+                    &[PTY_EOF, PTY_EOF]
+                };
+                at_line_start = true;
+                write_all(pty, eof).await
+            }
+            (StdinSink::Pty(pty), StdinOp::Resize(size)) => {
+                // TIOCSWINSZ; the kernel sends SIGWINCH to the terminal's foreground group.
+                let _ = pty.resize(size);
+                Ok(())
+            }
+            // `resize` refuses processes without a terminal before queueing.
+            (StdinSink::Pipe(_), StdinOp::Resize(_)) => Ok(()),
+        };
+        if written.is_err() {
+            // The child closed its stdin (or the terminal is gone).
+            return;
         }
     }
 }
