@@ -181,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         tty: false,
         pipe_stdin: true,
         arg0: None,
+        timeout_ms: None,
     };
     let mut started_process = env.processes().start(params).await?;
     let mut resumes = Vec::new();

@@ -76,6 +76,7 @@ fn start_params(process_id: &str, argv: &[&str], tty: bool, pipe_stdin: bool) ->
         tty,
         pipe_stdin,
         arg0: None,
+        timeout_ms: None,
     }
 }
 

@@ -20,6 +20,10 @@ pub struct RunArgs {
     /// Working directory (default: this directory locally, `/` on a server).
     #[arg(long)]
     cwd: Option<String>,
+    /// Kill the command and its process group after this many seconds (enforced by the
+    /// server, so it holds even if this client goes away).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
     /// The command and its arguments.
     #[arg(required = true, last = true)]
     command: Vec<String>,
@@ -60,6 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             tty: args.tty,
             pipe_stdin: false,
             arg0: None,
+            timeout_ms: args.timeout.map(|s| (s.max(0.0) * 1000.0).round() as u64),
         })
         .await
         .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;

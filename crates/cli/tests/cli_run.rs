@@ -6,8 +6,12 @@ use std::process::{Command, Output, Stdio};
 use support::ServerProcess;
 
 fn run(url: Option<&str>, command: &[&str]) -> Output {
+    run_with(url, &[], command)
+}
+
+fn run_with(url: Option<&str>, options: &[&str], command: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_exec-server"));
-    cmd.arg("run");
+    cmd.arg("run").args(options);
     if let Some(url) = url {
         cmd.args(["--url", url]);
     }
@@ -27,6 +31,15 @@ fn check_echo_and_exit_code(url: Option<&str>) {
 
     let out = run(url, &["sh", "-c", "kill -TERM $$"]);
     assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
+
+    // --timeout: the server kills the command's group; the exit code says SIGKILL.
+    let out = run_with(
+        url,
+        &["--timeout", "0.3"],
+        &["sh", "-c", "echo started; sleep 30"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
+    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL));
 
     let out = run(url, &["/no/such/program"]);
     assert_eq!(out.status.code(), Some(1));

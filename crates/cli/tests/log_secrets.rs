@@ -43,6 +43,7 @@ async fn trace_logs_contain_no_secrets() {
         tty: false,
         pipe_stdin: true,
         arg0: None,
+        timeout_ms: None,
     };
     let mut started = within("start", env.processes().start(params))
         .await

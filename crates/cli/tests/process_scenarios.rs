@@ -25,11 +25,45 @@ fn params(argv: &[&str]) -> StartParams {
         tty: false,
         pipe_stdin: false,
         arg0: None,
+        timeout_ms: None,
     }
 }
 
 fn sh(script: &str) -> StartParams {
     params(&["/bin/sh", "-c", script])
+}
+
+/// `timeoutMs` on `process/start`: the server kills the whole group when it expires, and a
+/// process that ends first is left alone.
+async fn start_timeout_kills_the_group(target: Target) {
+    let env = TestEnv::new(target).await;
+    let processes = env.env.processes();
+    if target == Target::Remote && support::against_another_server() {
+        // A server without the feature would ignore the field; the client refuses instead.
+        let mut p = sh("sleep 30");
+        p.timeout_ms = Some(100);
+        match within("refused start", processes.start(p)).await {
+            Ok(_) => panic!("a start with timeoutMs was sent to a server without the feature"),
+            Err(err) => assert_eq!(err.code(), error_codes::METHOD_NOT_FOUND, "{err}"),
+        }
+        return;
+    }
+    // The background sleep keeps stdout open: `closed` only comes if the group died too.
+    let mut p = sh("sleep 30 & echo started; wait");
+    p.timeout_ms = Some(300);
+    let mut started = within("start", processes.start(p)).await.unwrap();
+    let events = all_events(&mut started.events).await;
+    assert_eq!(output(&events), b"started\n");
+    assert_eq!(exit_of(&events), (-1, Some(libc::SIGKILL)));
+    assert!(
+        matches!(events.last(), Some(ProcessEvent::Closed { .. })),
+        "{events:?}"
+    );
+
+    let mut p = sh("exit 7");
+    p.timeout_ms = Some(60_000);
+    let mut quick = within("start", processes.start(p)).await.unwrap();
+    assert_eq!(exit_of(&all_events(&mut quick.events).await), (7, None));
 }
 
 /// Collects events until `Closed` (or the stream ends).
@@ -1163,6 +1197,7 @@ async fn resize_of_a_pipes_process_is_an_error_steps(target: Target) {
 }
 
 both_targets! {
+    start_timeout_kills_the_group => crate::start_timeout_kills_the_group;
     exit_codes_and_signals => crate::exit_codes;
     seqs_are_ordered_and_contiguous => crate::seq_order_and_contiguity;
     output_is_binary_safe => crate::binary_safe_output;

@@ -52,6 +52,7 @@ async fn start_trees(env: &Environment) -> Vec<u32> {
             tty,
             pipe_stdin: false,
             arg0: None,
+            timeout_ms: None,
         };
         let mut started = within("start", env.processes().start(params))
             .await

@@ -85,6 +85,7 @@ async fn stream_through_cuts(n: u64, retained_bytes: usize, cuts: usize, at: Cut
         tty: false,
         pipe_stdin: false,
         arg0: None,
+        timeout_ms: None,
     };
     let mut started = within("start", env.processes().start(params))
         .await
@@ -238,6 +239,7 @@ async fn an_expired_session_fails_streams_and_calls_with_a_clear_error() {
         tty: false,
         pipe_stdin: false,
         arg0: None,
+        timeout_ms: None,
     };
     let mut started = within("start", env.processes().start(params))
         .await

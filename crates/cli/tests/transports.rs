@@ -27,6 +27,7 @@ async fn echo_through(client: ExecServerClient, word: &str) -> String {
         tty: false,
         pipe_stdin: false,
         arg0: None,
+        timeout_ms: None,
     };
     let mut started = within("start", env.processes().start(params))
         .await

@@ -75,6 +75,14 @@ fn to_process_error(e: ClientError) -> ProcessError {
 #[async_trait]
 impl ProcessBackend for RemoteProcesses {
     async fn start(&self, params: StartParams) -> Result<StartedProcess, ProcessError> {
+        // A server without the feature would ignore the field and let the process run on.
+        let enforces_timeouts = self
+            .client
+            .capabilities()
+            .is_some_and(|c| c.features.process_timeout);
+        if params.timeout_ms.is_some() && !enforces_timeouts {
+            return Err(ProcessError::Unsupported("process/start timeoutMs"));
+        }
         let process_id = params.process_id.clone();
         // Route before asking, so no event can arrive before there is somewhere to put it.
         // An existing route means this client already has a live process with that id.

@@ -298,6 +298,7 @@ mod tests {
             tty: false,
             pipe_stdin: false,
             arg0: None,
+            timeout_ms: None,
         }
     }
 

@@ -71,6 +71,9 @@ pub struct Features {
     /// machine has Landlock and seccomp); false: they are refused with -32600.
     #[serde(default)]
     pub fs_sandbox: bool,
+    /// `timeoutMs` on `process/start`, enforced by the server.
+    #[serde(default)]
+    pub process_timeout: bool,
 }
 
 /// Server limits; exceeding one is a -32600 error whose `data.limit` names it.

@@ -32,6 +32,11 @@ pub struct StartParams {
     /// Override for argv[0] as the child sees it.
     #[serde(default)]
     pub arg0: Option<String>,
+    /// Addition (`features.processTimeout`): the server kills the process group (SIGKILL)
+    /// this many milliseconds after the start, if it is still running. Absent or null: no
+    /// limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Which part of the server's environment a child starts from.

@@ -30,6 +30,7 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 first_retained_seq: true,
                 session_resume: true,
                 event_seqs: true,
+                process_timeout: true,
                 fs_sandbox: config
                     .filesystem
                     .sandbox

@@ -300,6 +300,7 @@ impl ProcessBackend for ProcessTable {
                 pipe_stdin: params.pipe_stdin,
             }
         };
+        let timeout = params.timeout_ms.map(Duration::from_millis);
         let env = child_environment(params.env_policy.as_ref(), &params.env, std::env::vars());
         let request = SpawnRequest {
             argv: params.argv,
@@ -312,6 +313,9 @@ impl ProcessBackend for ProcessTable {
         let pid = spawned.pid;
         match launch(&self.shared, spawned, mode) {
             Ok(process) => {
+                if let Some(timeout) = timeout {
+                    tokio::spawn(kill_after(Arc::downgrade(&process), timeout));
+                }
                 let events = subscribe(&process);
                 self.shared.slots().insert(id.clone(), Slot::Live(process));
                 reservation.disarm();
@@ -436,6 +440,16 @@ impl ProcessBackend for ProcessTable {
             .queue_stdin(StdinOp::Resize(pty_process::Size::new(rows, cols)))
             .await;
         Ok(())
+    }
+}
+
+/// Enforces `timeoutMs`: kills the process group once `timeout` has passed, unless the
+/// process has exited (then `kill_group` does nothing) or left the table (the weak reference
+/// is gone) by then.
+async fn kill_after(process: Weak<ManagedProcess>, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if let Some(process) = process.upgrade() {
+        process.kill_group();
     }
 }
 
