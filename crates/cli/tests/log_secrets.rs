@@ -4,7 +4,6 @@
 mod support;
 
 use exec_server_protocol::process::StartParams;
-use exec_server_protocol::AbsolutePath;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use support::{within, ServerProcess};
@@ -35,15 +34,9 @@ async fn trace_logs_contain_no_secrets() {
     .unwrap();
     let env = exec_server_client::environment(client);
     let params = StartParams {
-        process_id: "p".into(),
-        argv: vec!["/bin/sh".into(), "-c".into(), "read line; echo done".into()],
-        cwd: AbsolutePath::parse("/").unwrap(),
-        env_policy: None,
         env: BTreeMap::from([("API_SECRET".to_owned(), ENV_SECRET.to_owned())]),
-        tty: false,
         pipe_stdin: true,
-        arg0: None,
-        timeout_ms: None,
+        ..support::start_params("p", &["/bin/sh", "-c", "read line; echo done"])
     };
     let mut started = within("start", env.processes().start(params))
         .await

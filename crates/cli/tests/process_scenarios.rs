@@ -16,17 +16,10 @@ use support::{within, Target, TestEnv};
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn params(argv: &[&str]) -> StartParams {
-    StartParams {
-        process_id: format!("p{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: AbsolutePath::parse("/").unwrap(),
-        env_policy: None,
-        env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        timeout_ms: None,
-    }
+    support::start_params(
+        &format!("p{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+        argv,
+    )
 }
 
 fn sh(script: &str) -> StartParams {

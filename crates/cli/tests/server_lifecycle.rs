@@ -5,9 +5,7 @@ mod support;
 
 use exec_server_environment::{Environment, ProcessEvent};
 use exec_server_protocol::process::StartParams;
-use exec_server_protocol::AbsolutePath;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::raw::RawPeer;
@@ -44,15 +42,8 @@ async fn start_trees(env: &Environment) -> Vec<u32> {
     let mut pids = vec![];
     for (i, (tty, script)) in scripts.into_iter().enumerate() {
         let params = StartParams {
-            process_id: format!("tree-{i}"),
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            cwd: AbsolutePath::parse("/").unwrap(),
-            env_policy: None,
-            env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
             tty,
-            pipe_stdin: false,
-            arg0: None,
-            timeout_ms: None,
+            ..support::start_params(&format!("tree-{i}"), &["/bin/sh", "-c", script])
         };
         let mut started = within("start", env.processes().start(params))
             .await

@@ -4,9 +4,6 @@ mod support;
 
 use exec_server_client::{ClientOptions, ExecServerClient, ReconnectPolicy};
 use exec_server_environment::ProcessEvent;
-use exec_server_protocol::process::StartParams;
-use exec_server_protocol::AbsolutePath;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use support::proxy::ChaosProxy;
 use support::rng::{seed_from_env, Rng};
@@ -76,17 +73,7 @@ async fn stream_through_cuts(n: u64, retained_bytes: usize, cuts: usize, at: Cut
         .map(|_| Duration::from_millis(rng.next() % 40))
         .collect();
 
-    let params = StartParams {
-        process_id: "chaos".into(),
-        argv: vec!["seq".into(), "1".into(), n.to_string()],
-        cwd: AbsolutePath::parse("/").unwrap(),
-        env_policy: None,
-        env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        timeout_ms: None,
-    };
+    let params = support::start_params("chaos", &["seq", "1", &n.to_string()]);
     let mut started = within("start", env.processes().start(params))
         .await
         .unwrap();
@@ -230,17 +217,7 @@ async fn an_expired_session_fails_streams_and_calls_with_a_clear_error() {
     .await
     .unwrap();
     let env = exec_server_client::environment(client);
-    let params = StartParams {
-        process_id: "sleeper".into(),
-        argv: vec!["sleep".into(), "1000".into()],
-        cwd: AbsolutePath::parse("/").unwrap(),
-        env_policy: None,
-        env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        timeout_ms: None,
-    };
+    let params = support::start_params("sleeper", &["sleep", "1000"]);
     let mut started = within("start", env.processes().start(params))
         .await
         .unwrap();

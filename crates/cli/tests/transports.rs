@@ -6,10 +6,7 @@ mod support;
 
 use exec_server_client::{ClientOptions, ExecServerClient};
 use exec_server_environment::ProcessEvent;
-use exec_server_protocol::process::StartParams;
-use exec_server_protocol::AbsolutePath;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -18,17 +15,7 @@ use support::{within, ServerProcess};
 /// Runs `echo <word>` through a client and returns what it printed.
 async fn echo_through(client: ExecServerClient, word: &str) -> String {
     let env = exec_server_client::environment(client);
-    let params = StartParams {
-        process_id: format!("echo-{word}"),
-        argv: vec!["/bin/echo".into(), word.into()],
-        cwd: AbsolutePath::parse("/").unwrap(),
-        env_policy: None,
-        env: BTreeMap::new(),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        timeout_ms: None,
-    };
+    let params = support::start_params(&format!("echo-{word}"), &["/bin/echo", word]);
     let mut started = within("start", env.processes().start(params))
         .await
         .unwrap();

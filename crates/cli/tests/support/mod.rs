@@ -14,6 +14,22 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// `process/start` params for `argv` with id `process_id`: cwd `/`, `PATH` the only
+/// variable, pipes, stdin `/dev/null`, no timeout. Scenarios change fields from there.
+pub fn start_params(process_id: &str, argv: &[&str]) -> exec_server_protocol::process::StartParams {
+    exec_server_protocol::process::StartParams {
+        process_id: process_id.to_owned(),
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        cwd: exec_server_protocol::AbsolutePath::parse("/").expect("/ is absolute"),
+        env_policy: None,
+        env: std::collections::BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
+        tty: false,
+        pipe_stdin: false,
+        arg0: None,
+        timeout_ms: None,
+    }
+}
+
 /// Every await in these tests is bounded by this.
 pub const STEP: Duration = Duration::from_secs(30);
 
