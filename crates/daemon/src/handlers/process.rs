@@ -3,7 +3,7 @@
 use super::{decode, resumed_elsewhere, RequestContext};
 use crate::metrics::Metrics;
 use crate::session::Session;
-use exec_server_environment::{ProcessBackend, ProcessEvent, ProcessEvents};
+use exec_server_environment::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents};
 use exec_server_protocol::envelope;
 use exec_server_protocol::methods;
 use exec_server_protocol::process::{
@@ -12,7 +12,10 @@ use exec_server_protocol::process::{
     StartResponse, TerminateParams, TerminateResponse, WriteParams, WriteResponse,
 };
 use exec_server_protocol::{Base64Bytes, EmptyResponse, RequestId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::value::RawValue;
+use std::future::Future;
 use std::sync::Arc;
 
 pub(super) async fn start(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
@@ -112,94 +115,81 @@ pub(super) async fn read(ctx: RequestContext, id: RequestId, params: Option<Box<
         .await;
 }
 
-pub(super) async fn write(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
-    let params: WriteParams = match decode(params) {
+/// Decodes `P`, runs `op` on the session's process table, and replies with its result: the
+/// whole of a handler whose method maps one-to-one onto a `ProcessBackend` call.
+async fn serve<P, R, F, Fut>(
+    ctx: RequestContext,
+    id: RequestId,
+    params: Option<Box<RawValue>>,
+    op: F,
+) where
+    P: DeserializeOwned,
+    R: Serialize,
+    F: FnOnce(Arc<Session>, P) -> Fut,
+    Fut: Future<Output = Result<R, ProcessError>>,
+{
+    let params: P = match decode(params) {
         Ok(p) => p,
         Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
     };
-    let result = ctx
-        .session
-        .processes
-        .write(&params.process_id, params.chunk.into_bytes())
+    let result = op(ctx.session.clone(), params)
         .await
-        .map(|status| WriteResponse { status })
         .map_err(|e| e.to_error_object());
     ctx.reply(&id, result).await;
+}
+
+pub(super) async fn write(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
+    serve(ctx, id, params, |session, p: WriteParams| async move {
+        let status = session
+            .processes
+            .write(&p.process_id, p.chunk.into_bytes())
+            .await?;
+        Ok(WriteResponse { status })
+    })
+    .await
 }
 
 pub(super) async fn terminate(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
-    let params: TerminateParams = match decode(params) {
-        Ok(p) => p,
-        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
-    };
-    let result = ctx
-        .session
-        .processes
-        .terminate(&params.process_id)
-        .await
-        .map(|running| TerminateResponse { running })
-        .map_err(|e| e.to_error_object());
-    ctx.reply(&id, result).await;
+    serve(ctx, id, params, |session, p: TerminateParams| async move {
+        let running = session.processes.terminate(&p.process_id).await?;
+        Ok(TerminateResponse { running })
+    })
+    .await
 }
 
 pub(super) async fn signal(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
-    let params: SignalParams = match decode(params) {
-        Ok(p) => p,
-        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
-    };
-    let result = ctx
-        .session
-        .processes
-        .signal(&params.process_id, &params.signal)
-        .await
-        .map(|delivered| SignalResponse { delivered })
-        .map_err(|e| e.to_error_object());
-    ctx.reply(&id, result).await;
+    serve(ctx, id, params, |session, p: SignalParams| async move {
+        let delivered = session.processes.signal(&p.process_id, &p.signal).await?;
+        Ok(SignalResponse { delivered })
+    })
+    .await
 }
 
 pub(super) async fn close_stdin(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
-    let params: CloseStdinParams = match decode(params) {
-        Ok(p) => p,
-        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
-    };
-    let result = ctx
-        .session
-        .processes
-        .close_stdin(&params.process_id)
-        .await
-        .map(|()| EmptyResponse {})
-        .map_err(|e| e.to_error_object());
-    ctx.reply(&id, result).await;
+    serve(ctx, id, params, |session, p: CloseStdinParams| async move {
+        session.processes.close_stdin(&p.process_id).await?;
+        Ok(EmptyResponse {})
+    })
+    .await
 }
 
 pub(super) async fn list(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
-    let _: ListParams = match decode(params) {
-        Ok(p) => p,
-        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
-    };
-    let result = ctx
-        .session
-        .processes
-        .list()
-        .await
-        .map(|processes| ListResponse { processes })
-        .map_err(|e| e.to_error_object());
-    ctx.reply(&id, result).await;
+    serve(ctx, id, params, |session, _: ListParams| async move {
+        let processes = session.processes.list().await?;
+        Ok(ListResponse { processes })
+    })
+    .await
 }
 
 pub(super) async fn resize(ctx: RequestContext, id: RequestId, params: Option<Box<RawValue>>) {
-    let params: ResizeParams = match decode(params) {
-        Ok(p) => p,
-        Err(e) => return ctx.reply::<()>(&id, Err(e)).await,
-    };
-    let result = ctx
-        .session
-        .processes
-        .resize(&params.process_id, params.rows, params.cols)
-        .await
-        .map(|()| EmptyResponse {})
-        .map_err(|e| e.to_error_object());
-    ctx.reply(&id, result).await;
+    serve(ctx, id, params, |session, p: ResizeParams| async move {
+        session
+            .processes
+            .resize(&p.process_id, p.rows, p.cols)
+            .await?;
+        Ok(EmptyResponse {})
+    })
+    .await
 }
 
 #[cfg(test)]
