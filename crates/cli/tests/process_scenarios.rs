@@ -818,13 +818,26 @@ async fn output_until(events: &mut ProcessEvents, seen: &mut Vec<u8>, want: &[u8
     .await
 }
 
-async fn signal_reaches_trapping_script(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within(
-        "signal_reaches_trapping_script",
-        signal_reaches_trapping_script_steps(target),
-    )
-    .await;
+/// Declares each scenario `$name(target)` as `$steps(target)` bounded as a whole by
+/// `within`, so every call of the scenario is bounded, not only its waits.
+macro_rules! bounded_scenarios {
+    ($($name:ident => $steps:ident;)*) => {
+        $(
+            async fn $name(target: Target) {
+                within(stringify!($name), $steps(target)).await;
+            }
+        )*
+    };
+}
+
+bounded_scenarios! {
+    signal_reaches_trapping_script => signal_reaches_trapping_script_steps;
+    stop_and_continue => stop_and_continue_steps;
+    signal_errors_and_after_exit => signal_errors_and_after_exit_steps;
+    close_stdin_ends_input_after_queued_writes => close_stdin_ends_input_after_queued_writes_steps;
+    list_reports_running_and_exited => list_reports_running_and_exited_steps;
+    resize_changes_the_terminal_size => resize_changes_the_terminal_size_steps;
+    resize_of_a_pipes_process_is_an_error => resize_of_a_pipes_process_is_an_error_steps;
 }
 
 async fn signal_reaches_trapping_script_steps(target: Target) {
@@ -860,11 +873,6 @@ async fn signal_reaches_trapping_script_steps(target: Target) {
         );
         assert_eq!(exit_of(&events), (code, None), "{name}: {events:?}");
     }
-}
-
-async fn stop_and_continue(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within("stop_and_continue", stop_and_continue_steps(target)).await;
 }
 
 async fn stop_and_continue_steps(target: Target) {
@@ -916,15 +924,6 @@ async fn stop_and_continue_steps(target: Target) {
     assert_eq!(exit_of(&events), (0, None));
 }
 
-async fn signal_errors_and_after_exit(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within(
-        "signal_errors_and_after_exit",
-        signal_errors_and_after_exit_steps(target),
-    )
-    .await;
-}
-
 async fn signal_errors_and_after_exit_steps(target: Target) {
     let env = TestEnv::new(target).await;
     if additions_absent(&env, target).await {
@@ -958,15 +957,6 @@ async fn signal_errors_and_after_exit_steps(target: Target) {
     // Exited: nothing is delivered any more.
     assert!(!env.env.processes().signal(&id, "SIGTERM").await.unwrap());
     assert!(!env.env.processes().signal(&id, "SIGCONT").await.unwrap());
-}
-
-async fn close_stdin_ends_input_after_queued_writes(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within(
-        "close_stdin_ends_input_after_queued_writes",
-        close_stdin_ends_input_after_queued_writes_steps(target),
-    )
-    .await;
 }
 
 async fn close_stdin_ends_input_after_queued_writes_steps(target: Target) {
@@ -1028,15 +1018,6 @@ async fn close_stdin_ends_input_after_queued_writes_steps(target: Target) {
 
     let err = processes.close_stdin("no-such-process").await.unwrap_err();
     assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
-}
-
-async fn list_reports_running_and_exited(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within(
-        "list_reports_running_and_exited",
-        list_reports_running_and_exited_steps(target),
-    )
-    .await;
 }
 
 async fn list_reports_running_and_exited_steps(target: Target) {
@@ -1113,15 +1094,6 @@ async fn list_reports_running_and_exited_steps(target: Target) {
     assert_eq!((s.exit_code, s.signal), (Some(-1), Some(libc::SIGKILL)));
 }
 
-async fn resize_changes_the_terminal_size(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within(
-        "resize_changes_the_terminal_size",
-        resize_changes_the_terminal_size_steps(target),
-    )
-    .await;
-}
-
 async fn resize_changes_the_terminal_size_steps(target: Target) {
     let env = TestEnv::new(target).await;
     if additions_absent(&env, target).await {
@@ -1162,15 +1134,6 @@ async fn resize_changes_the_terminal_size_steps(target: Target) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
-}
-
-async fn resize_of_a_pipes_process_is_an_error(target: Target) {
-    // Every call, not only the waits, is bounded.
-    within(
-        "resize_of_a_pipes_process_is_an_error",
-        resize_of_a_pipes_process_is_an_error_steps(target),
-    )
-    .await;
 }
 
 async fn resize_of_a_pipes_process_is_an_error_steps(target: Target) {
