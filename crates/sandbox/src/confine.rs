@@ -24,7 +24,7 @@ type Inode = (u64, u64);
 const MAX_LINK_HOPS: usize = 40;
 
 /// A denial by this layer: EACCES, with the reason, so it maps to -32600 like the kernel's.
-pub fn denied(reason: impl std::fmt::Display) -> io::Error {
+fn denied(reason: impl std::fmt::Display) -> io::Error {
     io::Error::new(
         io::ErrorKind::PermissionDenied,
         format!(

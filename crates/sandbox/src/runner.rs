@@ -31,11 +31,6 @@ impl HelperSandbox {
             max_read_bytes,
         }
     }
-
-    /// What the start-up probe found.
-    pub fn caps(&self) -> SandboxCaps {
-        self.caps
-    }
 }
 
 fn policy_name(policy: &SandboxPolicy) -> &'static str {
