@@ -182,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
         pipe_stdin: true,
         arg0: None,
         timeout_ms: None,
+        sandbox: None,
+        enforce_managed_network: false,
+        managed_network: None,
+        network_proxy: None,
     };
     let mut started_process = env.processes().start(params).await?;
     let mut resumes = Vec::new();

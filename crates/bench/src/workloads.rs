@@ -77,6 +77,10 @@ fn start_params(process_id: &str, argv: &[&str], tty: bool, pipe_stdin: bool) ->
         pipe_stdin,
         arg0: None,
         timeout_ms: None,
+        sandbox: None,
+        enforce_managed_network: false,
+        managed_network: None,
+        network_proxy: None,
     }
 }
 
@@ -151,6 +155,7 @@ async fn drain(events: &mut ProcessEvents, capture: bool) -> Outcome {
                 seq,
                 exit_code,
                 signal,
+                ..
             } => {
                 check_seq(seq, &mut outcome);
                 outcome.exit = Some((exit_code, signal));

@@ -65,6 +65,9 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: the sandbox's helpers run this very file, not whatever may sit at
+    // its path later.
+    exec_server_sandbox::self_exe::open_at_start();
     // The sandbox helper must lock itself down while it is the only thread, so it runs
     // before clap, logging or a runtime exist.
     if std::env::args_os().nth(1).as_deref() == Some(exec_server_sandbox::FS_HELPER_ARG.as_ref()) {

@@ -65,6 +65,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             pipe_stdin: false,
             arg0: None,
             timeout_ms: args.timeout.map(|s| (s.max(0.0) * 1000.0).round() as u64),
+            sandbox: None,
+            enforce_managed_network: false,
+            managed_network: None,
+            network_proxy: None,
         })
         .await
         .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;

@@ -709,11 +709,11 @@ async fn default_roots_include_tmp(target: Target) {
         "the scratch dir is not under /tmp"
     );
     let mut context = s.ww();
-    if let SandboxPolicy::WorkspaceWrite {
+    if let Some(SandboxPolicy::WorkspaceWrite {
         exclude_slash_tmp,
         exclude_tmpdir_env_var,
         ..
-    } = &mut context.sandbox_policy
+    }) = &mut context.sandbox_policy
     {
         *exclude_slash_tmp = false;
         *exclude_tmpdir_env_var = false;
@@ -1067,7 +1067,8 @@ async fn roots_and_links_resolve_as_the_kernel_does(target: Target) {
     // A root given through a symlinked alias works by either name.
     symlink(s.real("allowed"), s.real("alias")).unwrap();
     let mut aliased = s.workspace_write(&[], ReadOnlyAccess::FullAccess);
-    if let SandboxPolicy::WorkspaceWrite { writable_roots, .. } = &mut aliased.sandbox_policy {
+    if let Some(SandboxPolicy::WorkspaceWrite { writable_roots, .. }) = &mut aliased.sandbox_policy
+    {
         *writable_roots = vec![s.path("alias")];
     }
     aliased.sandbox_policy_cwd = Some(s.path("alias"));

@@ -126,6 +126,8 @@ struct SharedState {
     pending: HashMap<i64, (u64, PendingReply)>,
     session_id: String,
     capabilities: Option<Capabilities>,
+    /// The server sent codex's `environmentInfo` (so it honours `sandbox` on starts).
+    environment_info: bool,
     generation: u64,
     /// Links known to be dead (see `open_link`).
     lost_generations: std::collections::BTreeSet<u64>,
@@ -155,6 +157,18 @@ impl ExecServerClient {
     /// The server's advertised additions; `None` for a server without them (codex).
     pub fn capabilities(&self) -> Option<Capabilities> {
         self.inner.state().capabilities.clone()
+    }
+
+    /// Whether the server enforces `sandbox` on `process/start`: this server when it
+    /// advertises `processSandbox`, and codex's newer servers (which send `environmentInfo`).
+    /// An April codex server would ignore the field and run the command unconfined.
+    pub fn enforces_process_sandbox(&self) -> bool {
+        let state = self.inner.state();
+        state.environment_info
+            || state
+                .capabilities
+                .as_ref()
+                .is_some_and(|c| c.features.process_sandbox)
     }
 
     /// Sends a request and waits for its reply. If the connection drops first, the call fails
@@ -424,6 +438,7 @@ impl ClientInner {
         }
         state.session_id = response.session_id;
         state.capabilities = response.capabilities;
+        state.environment_info = response.environment_info.is_some();
         self.link.send_replace(Link::Up {
             generation,
             outbound,
@@ -489,6 +504,7 @@ impl ClientInner {
                         seq: n.seq,
                         exit_code: n.exit_code,
                         signal: n.signal,
+                        sandbox_denied: n.sandbox_denied,
                     },
                 ),
                 Err(e) => return tracing::warn!("bad {method} notification: {e}"),

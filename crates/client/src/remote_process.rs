@@ -13,6 +13,7 @@ use exec_server_protocol::process::{
     ResizeParams, SignalParams, SignalResponse, StartParams, StartResponse, TerminateParams,
     TerminateResponse, WriteParams, WriteResponse, WriteStatus,
 };
+use exec_server_protocol::sandbox::SandboxType;
 use exec_server_protocol::{Base64Bytes, EmptyResponse};
 
 /// Forwards every process call to the server; events arrive as notifications.
@@ -83,6 +84,10 @@ impl ProcessBackend for RemoteProcesses {
         if params.timeout_ms.is_some() && !enforces_timeouts {
             return Err(ProcessError::Unsupported("process/start timeoutMs"));
         }
+        let sandboxed = params.sandbox.is_some();
+        if sandboxed && !self.client.enforces_process_sandbox() {
+            return Err(ProcessError::Unsupported("process/start sandbox"));
+        }
         let process_id = params.process_id.clone();
         // Route before asking, so no event can arrive before there is somewhere to put it.
         // An existing route means this client already has a live process with that id.
@@ -95,11 +100,13 @@ impl ProcessBackend for RemoteProcesses {
                 .call::<_, StartResponse>(methods::PROCESS_START, &params)
                 .await
             {
-                Ok(_) => break Ok(()),
+                Ok(response) => break Ok(response.sandbox_type),
                 // The reply was lost with the connection: whether the process started decides
                 // between done (its events are caught up after the resume) and trying again.
                 Err(ClientError::ConnectionLost(_)) => match self.exists(&process_id).await {
-                    Ok(true) => break Ok(()),
+                    // A server that took the start took its sandbox too: it never reaches
+                    // this point without enforcing it (or refusing).
+                    Ok(true) => break Ok(sandboxed.then_some(SandboxType::LinuxSeccomp)),
                     Ok(false) => continue,
                     Err(e) => break Err(e),
                 },
@@ -107,9 +114,22 @@ impl ProcessBackend for RemoteProcesses {
             }
         };
         match outcome {
-            Ok(()) => Ok(StartedProcess {
+            // Asked for a sandbox, and the server does not say it used one: it ignored the
+            // field. The process must not run on unconfined.
+            Ok(None | Some(SandboxType::None)) if sandboxed => {
+                let _ = self.terminate(&process_id).await;
+                self.client.unroute_process(&process_id);
+                Err(ProcessError::SandboxRefused {
+                    reason: "sandboxIgnored".to_owned(),
+                    message: "the exec server started the process without the requested \
+                              sandbox; it was terminated"
+                        .to_owned(),
+                })
+            }
+            Ok(sandbox_type) => Ok(StartedProcess {
                 events: remote_events(receiver),
                 process_id,
+                sandbox_type: sandbox_type.unwrap_or(SandboxType::None),
             }),
             Err(e) => {
                 self.client.unroute_process(&process_id);

@@ -313,6 +313,7 @@ fn events_from_read(after: u64, r: &ReadResponse) -> Vec<ProcessEvent> {
             seq,
             exit_code: r.exit_code.unwrap_or(-1),
             signal: r.signal,
+            sandbox_denied: r.sandbox_denied,
         });
     }
     if let (true, Some(seq)) = (r.closed, closed_seq) {
@@ -382,6 +383,7 @@ mod tests {
             signal: None,
             exited_seq: None,
             closed_seq: None,
+            sandbox_denied: false,
         };
         let mut state = route.state.lock().await;
         for e in events_from_read(1, &read) {
@@ -413,6 +415,7 @@ mod tests {
             signal: None,
             exited_seq: Some(4),
             closed_seq: Some(9),
+            sandbox_denied: false,
         };
         let events = events_from_read(0, &read);
         assert_eq!(
@@ -425,7 +428,8 @@ mod tests {
                 ProcessEvent::Exited {
                     seq: 4,
                     exit_code: 0,
-                    signal: None
+                    signal: None,
+                    sandbox_denied: false
                 },
                 ProcessEvent::Gap {
                     from_seq: 5,

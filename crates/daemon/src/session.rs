@@ -299,6 +299,10 @@ mod tests {
             pipe_stdin: false,
             arg0: None,
             timeout_ms: None,
+            sandbox: None,
+            enforce_managed_network: false,
+            managed_network: None,
+            network_proxy: None,
         }
     }
 

@@ -109,6 +109,11 @@ pub enum FsError {
     /// The policy needs an OS mechanism this machine lacks (the message names it).
     #[error("{0}")]
     SandboxUnavailable(String),
+    /// A `sandbox` this server understands but does not enforce, or one that makes no
+    /// sense (a glob entry, access re-opened beneath a denied path): refused rather than run
+    /// with less confinement than asked for.
+    #[error("{0}")]
+    SandboxPolicyUnsupported(String),
     /// The sandbox helper failed before it could answer (the message carries its stderr).
     #[error("{0}")]
     SandboxHelper(String),
@@ -143,9 +148,9 @@ impl FsError {
             | FsError::SandboxNotConfigured
             | FsError::SandboxUnavailable(_) => error_codes::INVALID_REQUEST,
             FsError::SandboxHelper(_) => error_codes::INTERNAL_ERROR,
-            FsError::OffsetWithAppend | FsError::OffsetBeyondEnd { .. } => {
-                error_codes::INVALID_PARAMS
-            }
+            FsError::OffsetWithAppend
+            | FsError::OffsetBeyondEnd { .. }
+            | FsError::SandboxPolicyUnsupported(_) => error_codes::INVALID_PARAMS,
             FsError::Remote(e) | FsError::Sandboxed(e) => e.code,
             FsError::Transport(_) => error_codes::TRANSPORT_CLOSED,
         }

@@ -6,6 +6,7 @@ use exec_server_protocol::error_codes;
 use exec_server_protocol::process::{
     OutputStream, ProcessInfo, ReadParams, ReadResponse, StartParams, WriteStatus,
 };
+use exec_server_protocol::sandbox::SandboxType;
 use exec_server_protocol::ErrorObject;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -49,6 +50,8 @@ pub trait ProcessBackend: Send + Sync {
 pub struct StartedProcess {
     pub process_id: String,
     pub events: ProcessEvents,
+    /// The sandbox the process runs in (`None` when no `sandbox` was given).
+    pub sandbox_type: SandboxType,
 }
 
 /// One event of a process. Output, exit and close share one seq counter per process.
@@ -64,6 +67,8 @@ pub enum ProcessEvent {
         /// The exit status, or -1 for a signal death.
         exit_code: i32,
         signal: Option<i32>,
+        /// The sandbox probably stopped it (see `ReadResponse::sandbox_denied`).
+        sandbox_denied: bool,
     },
     /// The last event: the process exited and all its output streams ended.
     Closed { seq: u64 },
@@ -142,6 +147,10 @@ pub enum ProcessError {
     /// another implementation), so the client does not send it.
     #[error("the exec server does not support {0} (it is not in the server's capabilities)")]
     Unsupported(&'static str),
+    /// A `sandbox` (or a network setting) this server will not enforce, or a mechanism the
+    /// machine lacks: refused, nothing spawned. `reason` goes in `data.reason`.
+    #[error("{message}")]
+    SandboxRefused { reason: String, message: String },
     #[error("{message}")]
     LimitExceeded {
         limit: &'static str,
@@ -162,7 +171,8 @@ impl ProcessError {
             ProcessError::EmptyArgv
             | ProcessError::UnknownSignal(_)
             | ProcessError::NotATerminal(_)
-            | ProcessError::InvalidSize => error_codes::INVALID_PARAMS,
+            | ProcessError::InvalidSize
+            | ProcessError::SandboxRefused { .. } => error_codes::INVALID_PARAMS,
             ProcessError::Unsupported(_) => error_codes::METHOD_NOT_FOUND,
             ProcessError::AlreadyExists(_)
             | ProcessError::UnknownProcess(_)
@@ -180,6 +190,10 @@ impl ProcessError {
             ProcessError::Remote(e) => e.clone(),
             ProcessError::LimitExceeded { limit, message } => {
                 ErrorObject::new(self.code(), message.clone()).with_data(serde_json_limit(limit))
+            }
+            ProcessError::SandboxRefused { reason, message } => {
+                ErrorObject::new(self.code(), message.clone())
+                    .with_data(serde_json::json!({ "reason": reason }))
             }
             other => ErrorObject::new(other.code(), other.to_string()),
         }

@@ -222,7 +222,7 @@ mod tests {
         }))
         .unwrap();
         let sandbox = p.sandbox.unwrap();
-        assert!(sandbox.sandbox_policy.needs_platform_sandbox());
+        assert!(sandbox.needs_platform_sandbox());
         assert_eq!(
             sandbox.sandbox_policy_cwd.unwrap().as_path(),
             Path::new("/w")
@@ -371,7 +371,7 @@ mod tests {
         assert_eq!(p.destination_path.as_path(), Path::new("/a/b"));
         assert_eq!(
             p.sandbox.unwrap().sandbox_policy,
-            SandboxPolicy::DangerFullAccess
+            Some(SandboxPolicy::DangerFullAccess)
         );
     }
 

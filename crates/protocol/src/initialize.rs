@@ -23,6 +23,10 @@ pub struct InitializeResponse {
     pub server_info: Option<ServerInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    /// Sent by codex's own newer servers (0.16x and later), which honour `sandbox` on
+    /// `process/start`. Kept as received: a client only needs to know it is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_info: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -74,6 +78,15 @@ pub struct Features {
     /// `timeoutMs` on `process/start`, enforced by the server.
     #[serde(default)]
     pub process_timeout: bool,
+    /// `sandbox` on `process/start` is enforced (this machine has what the process sandbox
+    /// needs); false: such starts are refused with -32602.
+    #[serde(default)]
+    pub process_sandbox: bool,
+    /// The mechanisms sandboxed processes run under here (e.g. `userNamespace`,
+    /// `mountNamespace`, `pidNamespace`, `networkNamespace`, `landlock`, `seccomp`); empty
+    /// when they are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub process_sandbox_mechanisms: Vec<String>,
 }
 
 /// Server limits; exceeding one is a -32600 error whose `data.limit` names it.

@@ -1,5 +1,6 @@
 //! `process/*` params, results and notifications.
 
+use crate::sandbox::{SandboxContext, SandboxType};
 use crate::{AbsolutePath, Base64Bytes};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,33 @@ pub struct StartParams {
     /// limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Run the command and every descendant confined by this policy (either shape of the
+    /// `sandbox` object). A policy the server cannot enforce is refused with -32602 and
+    /// nothing is spawned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxContext>,
+    /// Codex's managed-network switch. Only `false` is accepted: this server has no network
+    /// proxy, so `true` is refused (-32602) rather than ignored.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
+    pub enforce_managed_network: bool,
+    /// Codex's managed-network settings. Accepted and ignored (they only matter with
+    /// `enforceManagedNetwork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_network: Option<serde_json::Value>,
+    /// Codex's network proxy launch request. This server does not launch proxies (it does not
+    /// advertise `networkProxyLaunch`), so anything but null is refused (-32602).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_proxy: Option<serde_json::Value>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Which part of the server's environment a child starts from.
@@ -88,6 +116,10 @@ pub struct EnvPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct StartResponse {
     pub process_id: String,
+    /// Which sandbox the process runs in: `none` without `sandbox`, `linuxSeccomp` with one.
+    /// Absent from older servers (codex April), which a client reads as "not reported".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_type: Option<SandboxType>,
 }
 
 /// `process/read` params.
@@ -150,6 +182,11 @@ pub struct ReadResponse {
     /// Addition: the seq of the `process/closed` event, once the process has closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_seq: Option<u64>,
+    /// True when a sandboxed process exited non-zero in a way that looks like the sandbox
+    /// stopped it (codex's heuristic: a denial message in its output, or death by SIGSYS).
+    /// Always false for unsandboxed processes and before the exit.
+    #[serde(default)]
+    pub sandbox_denied: bool,
 }
 
 /// `process/write` params.
@@ -287,6 +324,9 @@ pub struct ExitedNotification {
     /// Addition: the signal number when the process died of a signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// See [`ReadResponse::sandbox_denied`].
+    #[serde(default)]
+    pub sandbox_denied: bool,
 }
 
 /// `process/closed` notification: the last event of a process.
@@ -344,10 +384,11 @@ mod tests {
             signal: None,
             exited_seq: None,
             closed_seq: None,
+            sandbox_denied: false,
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
-            r#"{"chunks":[],"nextSeq":1,"exited":false,"exitCode":null,"closed":false,"failure":null,"firstRetainedSeq":1}"#
+            r#"{"chunks":[],"nextSeq":1,"exited":false,"exitCode":null,"closed":false,"failure":null,"firstRetainedSeq":1,"sandboxDenied":false}"#
         );
     }
 }

@@ -8,7 +8,7 @@
 //! check cannot redirect it; the last component is never followed implicitly (the helper
 //! follows a final symlink itself, through the same checks).
 
-use crate::policy::{HelperPolicy, PROTECTED_NAMES};
+use crate::policy::{ResolvedPolicy, PROTECTED_NAMES};
 use rustix::fs::{openat2, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -237,7 +237,7 @@ pub struct Confinement {
 impl Confinement {
     /// Opens the roots of `policy`. Roots that do not exist are left out (Landlock grants
     /// nothing there either).
-    pub fn new(policy: &HelperPolicy) -> io::Result<Confinement> {
+    pub fn new(policy: &ResolvedPolicy) -> io::Result<Confinement> {
         let writable: Vec<Root> = policy
             .writable_roots
             .iter()

@@ -8,7 +8,7 @@
 
 use crate::confine::{Confined, Confinement};
 use crate::lockdown::{lock_down, LockDownError};
-use crate::policy::HelperPolicy;
+use crate::policy::ResolvedPolicy;
 use exec_server_environment::local::fs_ops::{self, FinalLink};
 use exec_server_environment::local::{SandboxedFsRequest, SandboxedFsResponse};
 use exec_server_environment::FsError;
@@ -24,7 +24,7 @@ pub const FS_HELPER_ARG: &str = "__exec-server-fs-helper";
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HelperRequest {
     pub request: SandboxedFsRequest,
-    pub policy: HelperPolicy,
+    pub policy: ResolvedPolicy,
     /// The server's whole-file read limit.
     pub max_read_bytes: u64,
 }

@@ -18,10 +18,11 @@ pub mod policy;
 pub mod probe;
 pub mod ruleset;
 pub mod runner;
+pub mod self_exe;
 pub mod syscall_filter;
 
 pub use helper::{run_helper, FS_HELPER_ARG};
 pub use lockdown::lock_down;
-pub use policy::HelperPolicy;
+pub use policy::{resolve, Enforcement, PolicyError, ResolvedPolicy, Surroundings};
 pub use probe::SandboxCaps;
 pub use runner::HelperSandbox;

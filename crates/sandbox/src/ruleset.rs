@@ -2,7 +2,7 @@
 //! trees, checked on inodes at access time, so symlinks, `..`, races and hard links cannot
 //! lead out of them.
 
-use crate::policy::HelperPolicy;
+use crate::policy::ResolvedPolicy;
 use landlock::{
     Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetStatus, ABI,
@@ -41,7 +41,7 @@ fn abi_from(version: u32) -> Option<ABI> {
 /// (everything when reads are unrestricted), every filesystem right on the writable ones.
 /// Every right of the kernel's ABI (up to [`NEWEST_USED_ABI`]) is handled, as a hard
 /// requirement, and anything short of full enforcement is an error.
-pub fn restrict_self(policy: &HelperPolicy, kernel_abi: u32) -> Result<(), RulesetError> {
+pub fn restrict_self(policy: &ResolvedPolicy, kernel_abi: u32) -> Result<(), RulesetError> {
     let abi = abi_from(kernel_abi).ok_or(RulesetError::Unavailable)?;
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);

@@ -1,12 +1,12 @@
 //! The server's side: [`HelperSandbox`] runs each sandboxed call in a fresh helper process.
 
 use crate::helper::{HelperReply, HelperRequest, FS_HELPER_ARG};
-use crate::policy::HelperPolicy;
+use crate::policy::{self, Enforcement, Surroundings};
 use crate::probe::SandboxCaps;
 use async_trait::async_trait;
 use exec_server_environment::local::{FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
 use exec_server_environment::FsError;
-use exec_server_protocol::sandbox::SandboxPolicy;
+use exec_server_protocol::sandbox::{PolicyShape, SandboxContext, SandboxPolicy};
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
@@ -33,12 +33,14 @@ impl HelperSandbox {
     }
 }
 
-fn policy_name(policy: &SandboxPolicy) -> &'static str {
-    match policy {
-        SandboxPolicy::ReadOnly { .. } => "read-only",
-        SandboxPolicy::WorkspaceWrite { .. } => "workspace-write",
-        SandboxPolicy::DangerFullAccess => "danger-full-access",
-        SandboxPolicy::ExternalSandbox { .. } => "external-sandbox",
+/// The policy's name in errors: the April policy's type, or "permission profile".
+fn policy_name(context: &SandboxContext) -> &'static str {
+    match context.policy() {
+        PolicyShape::April(SandboxPolicy::ReadOnly { .. }) => "read-only",
+        PolicyShape::April(SandboxPolicy::WorkspaceWrite { .. }) => "workspace-write",
+        PolicyShape::April(SandboxPolicy::DangerFullAccess) => "danger-full-access",
+        PolicyShape::April(SandboxPolicy::ExternalSandbox { .. }) => "external-sandbox",
+        PolicyShape::Profile(_) => "permission profile",
     }
 }
 
@@ -52,15 +54,19 @@ impl FsSandbox for HelperSandbox {
         let context = request
             .sandbox()
             .ok_or_else(|| FsError::SandboxHelper("a sandboxed call without a sandbox".into()))?;
-        if let Some(missing) = self
-            .caps
-            .fs_helper_unavailable(policy_name(&context.sandbox_policy))
-        {
+        if let Some(missing) = self.caps.fs_helper_unavailable(policy_name(context)) {
             return Err(FsError::SandboxUnavailable(missing));
         }
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let tmpdir = std::env::var_os("TMPDIR").map(PathBuf::from);
-        let policy = HelperPolicy::from_context(context, &cwd, tmpdir.as_deref())?;
+        let policy = match policy::resolve(context, &Surroundings::of_this_process()) {
+            Ok(Enforcement::Restricted(policy)) => policy,
+            // The local filesystem runs these in-process; reaching here is a caller's bug.
+            Ok(Enforcement::FullDisk { .. }) => {
+                return Err(FsError::SandboxHelper(
+                    "the sandbox helper was asked to run a policy that needs no sandbox".into(),
+                ))
+            }
+            Err(e) => return Err(FsError::SandboxPolicyUnsupported(e.message)),
+        };
         let input = serde_json::to_vec(&HelperRequest {
             request,
             policy,

@@ -7,7 +7,8 @@
 //! stdout. These need Landlock and seccomp: without them they fail under `CI=true` and
 //! say loudly that they did not run otherwise.
 
-use exec_server_sandbox::{lock_down, HelperPolicy, SandboxCaps};
+use exec_server_protocol::sandbox::NetworkPolicy;
+use exec_server_sandbox::{lock_down, ResolvedPolicy, SandboxCaps};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,9 +73,12 @@ fn child() {
         return; // Only meaningful as a child of the tests below.
     };
     let root = PathBuf::from(std::env::var(ROOT_ENV).unwrap());
-    lock_down(&HelperPolicy {
+    lock_down(&ResolvedPolicy {
         writable_roots: vec![root.join("ws")],
         readable_roots: None,
+        read_only: Vec::new(),
+        denied: Vec::new(),
+        network: NetworkPolicy::Restricted,
     })
     .expect("lock down");
     run_case(&case, &root);

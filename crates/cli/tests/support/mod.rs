@@ -27,6 +27,10 @@ pub fn start_params(process_id: &str, argv: &[&str]) -> exec_server_protocol::pr
         pipe_stdin: false,
         arg0: None,
         timeout_ms: None,
+        sandbox: None,
+        enforce_managed_network: false,
+        managed_network: None,
+        network_proxy: None,
     }
 }
 

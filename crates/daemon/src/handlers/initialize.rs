@@ -8,6 +8,12 @@ use exec_server_protocol::initialize::{
 use exec_server_protocol::methods;
 
 pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeResponse {
+    let process_sandbox_mechanisms = config
+        .process
+        .sandbox
+        .as_ref()
+        .map(|sandbox| sandbox.mechanisms())
+        .unwrap_or_default();
     InitializeResponse {
         session_id: session.id.clone(),
         server_info: Some(ServerInfo {
@@ -31,6 +37,8 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 session_resume: true,
                 event_seqs: true,
                 process_timeout: true,
+                process_sandbox: !process_sandbox_mechanisms.is_empty(),
+                process_sandbox_mechanisms,
                 fs_sandbox: config
                     .filesystem
                     .sandbox
@@ -46,5 +54,6 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 max_http_body_bytes: Some(config.http.max_body_bytes),
             },
         }),
+        environment_info: None,
     }
 }

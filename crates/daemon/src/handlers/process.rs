@@ -27,6 +27,7 @@ pub(super) async fn start(ctx: RequestContext, id: RequestId, params: Option<Box
         Ok(started) => {
             let response = StartResponse {
                 process_id: started.process_id.clone(),
+                sandbox_type: Some(started.sandbox_type),
             };
             ctx.reply(&id, Ok(response)).await;
             // Only now, with the response queued, may the process's notifications follow.
@@ -71,6 +72,7 @@ async fn forward_events(
                 seq,
                 exit_code,
                 signal,
+                sandbox_denied,
             } => envelope::notification(
                 methods::PROCESS_EXITED,
                 &ExitedNotification {
@@ -78,6 +80,7 @@ async fn forward_events(
                     seq,
                     exit_code,
                     signal,
+                    sandbox_denied,
                 },
             ),
             ProcessEvent::Closed { seq } => envelope::notification(

@@ -67,7 +67,7 @@ impl LocalFileSystem {
         if sandbox.file_system_sandbox_policy.is_some() && sandbox.sandbox_policy_cwd.is_none() {
             return Err(FsError::SandboxPolicyCwdRequired);
         }
-        if !sandbox.sandbox_policy.needs_platform_sandbox() {
+        if !sandbox.needs_platform_sandbox() {
             return Ok(None);
         }
         self.config

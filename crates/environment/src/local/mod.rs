@@ -6,6 +6,7 @@ pub mod fs_ops;
 pub mod fs_sandbox;
 mod http;
 mod output_log;
+mod process_sandbox;
 mod process_table;
 mod spawn;
 
@@ -13,4 +14,8 @@ pub use child_env::child_environment;
 pub use filesystem::{FsConfig, LocalFileSystem};
 pub use fs_sandbox::{FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
 pub use http::{HttpConfig, ReqwestHttpClient};
+pub use process_sandbox::{
+    launcher_fds_arg, parse_launcher_fds_arg, CommandExit, CommandSpec, LaunchFailure, LauncherFds,
+    ProcessSandbox, SandboxLaunch, SandboxRefusal,
+};
 pub use process_table::{GroupWatcher, ProcessConfig, ProcessTable};

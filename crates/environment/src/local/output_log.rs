@@ -18,6 +18,7 @@ pub(crate) struct ExitInfo {
     pub seq: u64,
     pub exit_code: i32,
     pub signal: Option<i32>,
+    pub sandbox_denied: bool,
 }
 
 #[derive(Debug)]
@@ -73,13 +74,14 @@ impl OutputLog {
         self.evict();
     }
 
-    pub fn record_exit(&mut self, exit_code: i32, signal: Option<i32>) {
+    pub fn record_exit(&mut self, exit_code: i32, signal: Option<i32>, sandbox_denied: bool) {
         debug_assert!(self.exit.is_none());
         let seq = self.take_seq();
         self.exit = Some(ExitInfo {
             seq,
             exit_code,
             signal,
+            sandbox_denied,
         });
         self.maybe_close();
     }
@@ -157,6 +159,7 @@ impl OutputLog {
                     seq: exit.seq,
                     exit_code: exit.exit_code,
                     signal: exit.signal,
+                    sandbox_denied: exit.sandbox_denied,
                 });
             }
         }
@@ -172,6 +175,30 @@ impl OutputLog {
             seq: chunk.seq,
             stream: chunk.stream,
             chunk: chunk.bytes.clone(),
+        })
+    }
+
+    /// Whether the retained output of any one stream contains one of `needles` (ASCII,
+    /// lowercase), ignoring ASCII case. Chunks of a stream are joined first, so a needle
+    /// split across two reads is still found.
+    pub fn mentions_any(&self, needles: &[&str]) -> bool {
+        [
+            OutputStream::Stdout,
+            OutputStream::Stderr,
+            OutputStream::Pty,
+        ]
+        .into_iter()
+        .any(|stream| {
+            let text: Vec<u8> = self
+                .retained
+                .iter()
+                .filter(|c| c.stream == stream)
+                .flat_map(|c| c.bytes.iter().map(u8::to_ascii_lowercase))
+                .collect();
+            needles.iter().any(|needle| {
+                text.windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+            })
         })
     }
 
@@ -212,6 +239,7 @@ impl OutputLog {
             signal: self.exit.and_then(|e| e.signal),
             exited_seq: self.exit.map(|e| e.seq),
             closed_seq: self.closed_seq,
+            sandbox_denied: self.exit.is_some_and(|e| e.sandbox_denied),
         }
     }
 }
@@ -229,7 +257,7 @@ mod tests {
         let mut log = OutputLog::new(1024, 2);
         out(&mut log, 1);
         log.push_output(OutputStream::Stderr, Bytes::from_static(b"e"));
-        log.record_exit(7, None);
+        log.record_exit(7, None, false);
         assert!(!log.read(0, None).closed);
         log.stream_ended();
         log.stream_ended();
@@ -243,7 +271,8 @@ mod tests {
             ProcessEvent::Exited {
                 seq: 3,
                 exit_code: 7,
-                signal: None
+                signal: None,
+                sandbox_denied: false
             }
         );
         assert_eq!(events[3], ProcessEvent::Closed { seq: 4 });
@@ -265,6 +294,21 @@ mod tests {
             r.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
             vec![4, 5]
         );
+    }
+
+    #[test]
+    fn mentions_any_joins_chunks_of_one_stream_and_ignores_case() {
+        let mut log = OutputLog::new(1 << 20, 2);
+        log.push_output(
+            OutputStream::Stderr,
+            Bytes::from_static(b"sh: /x: Read-only "),
+        );
+        log.push_output(OutputStream::Stdout, Bytes::from_static(b"unrelated"));
+        log.push_output(OutputStream::Stderr, Bytes::from_static(b"File System\n"));
+        assert!(log.mentions_any(&["read-only file system"]));
+        assert!(!log.mentions_any(&["permission denied"]));
+        // Not across streams: "unrelated" + "file" is not a word of either.
+        assert!(!log.mentions_any(&["unrelatedfile"]));
     }
 
     #[test]

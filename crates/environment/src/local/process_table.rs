@@ -5,6 +5,7 @@ use bytes::Bytes;
 use exec_server_protocol::process::{
     OutputStream, ProcessInfo, ReadParams, ReadResponse, StartParams, WriteStatus,
 };
+use exec_server_protocol::sandbox::SandboxType;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -17,7 +18,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::child_env::child_environment;
 use super::output_log::OutputLog;
-use super::spawn::{self, ChildIo, SpawnRequest, StdioMode};
+use super::process_sandbox::{
+    CommandExit, CommandSpec, LaunchFailure, ProcessSandbox, SandboxLaunch,
+};
+use super::spawn::{self, ChildIo, Launcher, LauncherChannels, SpawnRequest, StdioMode};
 use crate::process::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents, StartedProcess};
 
 /// Largest output chunk read from a child at once.
@@ -60,6 +64,40 @@ fn signal_number(name: &str) -> Option<libc::c_int> {
         .map(|(_, number)| *number)
 }
 
+/// How long a sandbox launcher may take to build the sandbox and execute the command.
+const SANDBOX_LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What in a sandboxed command's output suggests that the sandbox stopped it (codex's
+/// heuristic, matched case-insensitively).
+const DENIAL_WORDS: &[&str] = &[
+    "operation not permitted",
+    "permission denied",
+    "read-only file system",
+    "seccomp",
+    "sandbox",
+    "landlock",
+    "failed to write file",
+];
+
+/// Codex's `sandboxDenied`: a sandboxed command that died of SIGSYS (a seccomp kill), or
+/// failed with a denial in its output. Exit codes 2, 126 and 127 (usage, not executable, not
+/// found) are the command's own failures, whatever the output says.
+fn looks_denied(
+    exit_code: i32,
+    signal: Option<i32>,
+    output_mentions_denial: impl FnOnce() -> bool,
+) -> bool {
+    if signal == Some(libc::SIGSYS) {
+        return true;
+    }
+    if (exit_code == 0 && signal.is_none())
+        || (signal.is_none() && matches!(exit_code, 2 | 126 | 127))
+    {
+        return false;
+    }
+    output_mentions_denial()
+}
+
 /// The terminal's end-of-file character (^D), which `close_stdin` types into a PTY.
 const PTY_EOF: u8 = 0x04;
 
@@ -96,6 +134,8 @@ pub struct ProcessConfig {
     pub max_processes: usize,
     /// Notified of every process group, if set.
     pub group_watcher: Option<Arc<dyn GroupWatcher>>,
+    /// Runs starts that carry a `sandbox`. `None`: such starts are refused.
+    pub sandbox: Option<Arc<dyn ProcessSandbox>>,
 }
 
 impl Default for ProcessConfig {
@@ -105,6 +145,7 @@ impl Default for ProcessConfig {
             exited_retention: Duration::from_secs(30),
             max_processes: 1024,
             group_watcher: None,
+            sandbox: None,
         }
     }
 }
@@ -139,6 +180,9 @@ struct ManagedProcess {
     /// Set by `close_stdin`: later writes report `stdinClosed`.
     stdin_closed: AtomicBool,
     tty: bool,
+    /// `pid` is a sandbox launcher, whose pid namespace holds the command and everything
+    /// it starts: it may outlive the command's exit, and killing it kills them all.
+    sandboxed: bool,
 }
 
 struct ProcessState {
@@ -153,8 +197,17 @@ impl ManagedProcess {
         self.state.lock().expect("process state lock poisoned")
     }
 
+    /// Kills the process group; for a sandboxed process also after the command exited,
+    /// while its launcher (and so its pid namespace) lives. Returns whether the process was
+    /// still running.
     fn kill_group(&self) -> bool {
-        self.signal_group(libc::SIGKILL)
+        let state = self.state();
+        let running = !state.reaped && state.log.exit().is_none();
+        if running || (self.sandboxed && !state.reaped) {
+            // SAFETY: kill has no memory effects; the group leader is ours and unreaped.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+        running
     }
 
     /// Sends `signal` to the process group, under the state lock and only while the exit is
@@ -268,6 +321,7 @@ impl ProcessBackend for ProcessTable {
         if params.argv.is_empty() {
             return Err(ProcessError::EmptyArgv);
         }
+        refuse_unenforced_network(&params)?;
         let id = params.process_id.clone();
         {
             let mut slots = self.shared.slots();
@@ -302,16 +356,59 @@ impl ProcessBackend for ProcessTable {
         };
         let timeout = params.timeout_ms.map(Duration::from_millis);
         let env = child_environment(params.env_policy.as_ref(), &params.env, std::env::vars());
-        let request = SpawnRequest {
+        let command = CommandSpec {
             argv: params.argv,
             arg0: params.arg0,
             cwd: params.cwd.into_path_buf(),
             env,
-            mode,
+            tty: params.tty,
         };
-        let spawned = spawn::spawn(request).await.map_err(ProcessError::Spawn)?;
+        let (launcher, sandbox_type) = match &params.sandbox {
+            None => (None, SandboxType::None),
+            Some(context) => {
+                let sandbox = self.shared.config.sandbox.as_ref().ok_or_else(|| {
+                    ProcessError::SandboxRefused {
+                        reason: "processSandboxUnavailable".to_owned(),
+                        message: "this environment has no process sandbox, so a start with                                   `sandbox` is refused rather than run unconfined"
+                            .to_owned(),
+                    }
+                })?;
+                let launch = sandbox.prepare(context, &command).map_err(|refusal| {
+                    ProcessError::SandboxRefused {
+                        reason: refusal.reason,
+                        message: refusal.message,
+                    }
+                })?;
+                let launcher = match launch {
+                    SandboxLaunch::Unconfined => None,
+                    SandboxLaunch::Wrapped {
+                        program,
+                        args,
+                        spec,
+                    } => Some(Launcher {
+                        program,
+                        args,
+                        spec,
+                    }),
+                };
+                (launcher, SandboxType::LinuxSeccomp)
+            }
+        };
+        let request = SpawnRequest {
+            argv: command.argv,
+            arg0: command.arg0,
+            cwd: command.cwd,
+            env: command.env,
+            mode,
+            launcher,
+        };
+        let mut spawned = spawn::spawn(request).await.map_err(ProcessError::Spawn)?;
         let pid = spawned.pid;
-        match launch(&self.shared, spawned, mode) {
+        let status = match spawned.launcher.take() {
+            None => None,
+            Some(channels) => Some(launched(pid, channels).await?),
+        };
+        match launch(&self.shared, spawned, mode, status) {
             Ok(process) => {
                 if let Some(timeout) = timeout {
                     tokio::spawn(kill_after(Arc::downgrade(&process), timeout));
@@ -322,6 +419,7 @@ impl ProcessBackend for ProcessTable {
                 Ok(StartedProcess {
                     process_id: id,
                     events,
+                    sandbox_type,
                 })
             }
             Err(e) => {
@@ -443,6 +541,65 @@ impl ProcessBackend for ProcessTable {
     }
 }
 
+/// `enforceManagedNetwork` and `networkProxy` ask for a network proxy this server does not
+/// have; ignoring them would leave the network open, so they are refused.
+fn refuse_unenforced_network(params: &StartParams) -> Result<(), ProcessError> {
+    if params.enforce_managed_network {
+        return Err(ProcessError::SandboxRefused {
+            reason: "managedNetworkUnsupported".to_owned(),
+            message: "enforceManagedNetwork: true needs a managed network proxy, which this                       server does not have; the start was refused rather than run with the                       network open"
+                .to_owned(),
+        });
+    }
+    if params.network_proxy.is_some() {
+        return Err(ProcessError::SandboxRefused {
+            reason: "networkProxyUnsupported".to_owned(),
+            message: "networkProxy is not supported by this server (it does not advertise                       networkProxyLaunch); the start was refused"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Waits for a sandbox launcher to execute the command, or to report why it could not. On
+/// failure the launcher is killed and reaped, and nothing is left running.
+async fn launched(pid: libc::pid_t, channels: LauncherChannels) -> Result<OwnedFd, ProcessError> {
+    let outcome = tokio::time::timeout(SANDBOX_LAUNCH_TIMEOUT, read_to_end(channels.launch)).await;
+    let failure = match outcome {
+        Ok(Ok(report)) if report.is_empty() => return Ok(channels.status),
+        Ok(Ok(report)) => match serde_json::from_slice::<LaunchFailure>(&report) {
+            Ok(LaunchFailure::Setup { reason, message }) => {
+                ProcessError::SandboxRefused { reason, message }
+            }
+            Ok(LaunchFailure::Exec { errno }) => {
+                ProcessError::Spawn(io::Error::from_raw_os_error(errno))
+            }
+            Err(e) => ProcessError::Spawn(io::Error::other(format!(
+                "the sandbox launcher sent an unreadable report: {e}"
+            ))),
+        },
+        Ok(Err(e)) => ProcessError::Spawn(io::Error::other(format!(
+            "cannot read the sandbox launcher's report: {e}"
+        ))),
+        Err(_) => ProcessError::SandboxRefused {
+            reason: "sandboxSetupTimedOut".to_owned(),
+            message: format!(
+                "the sandbox was not set up within {SANDBOX_LAUNCH_TIMEOUT:?}; the start was refused"
+            ),
+        },
+    };
+    spawn::kill_and_reap(pid);
+    Err(failure)
+}
+
+/// Reads a non-blocking pipe to its end.
+async fn read_to_end(fd: OwnedFd) -> io::Result<Vec<u8>> {
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+    let mut bytes = Vec::new();
+    pipe.read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
 /// Enforces `timeoutMs`: kills the process group once `timeout` has passed, unless the
 /// process has exited (then `kill_group` does nothing) or left the table (the weak reference
 /// is gone) by then.
@@ -482,6 +639,7 @@ fn launch(
     table: &Arc<TableShared>,
     spawned: spawn::SpawnedChild,
     mode: StdioMode,
+    sandbox_status: Option<OwnedFd>,
 ) -> io::Result<Arc<ManagedProcess>> {
     let retention = table.config.retained_output_bytes;
     let (stdin_tx, stdin_rx) = mpsc::channel::<StdinOp>(STDIN_QUEUE_CHUNKS);
@@ -500,6 +658,7 @@ fn launch(
             stdin: has_stdin.then(|| stdin_tx.clone()),
             stdin_closed: AtomicBool::new(false),
             tty,
+            sandboxed: sandbox_status.is_some(),
         })
     };
     let process = match spawned.io {
@@ -533,7 +692,12 @@ fn launch(
     if let Some(watcher) = &table.config.group_watcher {
         watcher.group_started(process.pid);
     }
-    tokio::spawn(wait_for_exit(Arc::downgrade(table), process.clone(), pidfd));
+    tokio::spawn(wait_for_exit(
+        Arc::downgrade(table),
+        process.clone(),
+        pidfd,
+        sandbox_status,
+    ));
     Ok(process)
 }
 
@@ -624,17 +788,29 @@ async fn write_stdin(mut sink: StdinSink, mut ops: mpsc::Receiver<StdinOp>) {
     }
 }
 
-async fn wait_for_exit(
-    table: Weak<TableShared>,
-    process: Arc<ManagedProcess>,
-    pidfd: AsyncFd<OwnedFd>,
-) {
-    // A pidfd polls readable once the process has exited (it is then a zombie until reaped).
-    let _ = pidfd.readable().await;
-    // Output the child wrote before exiting may still sit in the pipe. Give the readers a
-    // moment to reach end of file, so that such output gets seqs before the exit event. The
-    // wait is cut short when descendants keep the streams open, and the zombie keeps the
-    // pid and process group reserved meanwhile, so terminate stays safe.
+/// Decodes a `waitpid` status into (exit code, signal): a signal death is -1 and the signal.
+fn decode_wait_status(status: libc::c_int) -> (i32, Option<i32>) {
+    if libc::WIFEXITED(status) {
+        (libc::WEXITSTATUS(status), None)
+    } else if libc::WIFSIGNALED(status) {
+        (-1, Some(libc::WTERMSIG(status)))
+    } else {
+        (-1, None)
+    }
+}
+
+/// Reaps our exited child `pid`: its wait status, or None when it was not ours to reap.
+fn reap(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: reaps our own child, which has exited, so this does not block.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (rc == pid).then_some(status)
+}
+
+/// Output the child wrote before exiting may still sit in the pipe. Gives the readers a
+/// moment to reach end of file, so that such output gets seqs before the exit event. The
+/// wait is cut short when descendants keep the streams open.
+async fn drain_output(process: &ManagedProcess) {
     let mut changed = process.changed.subscribe();
     let _ = tokio::time::timeout(EXIT_DRAIN_GRACE, async {
         loop {
@@ -645,32 +821,69 @@ async fn wait_for_exit(
         }
     })
     .await;
-    {
-        let mut state = process.state();
-        let mut status: libc::c_int = 0;
-        // SAFETY: reaps our own child, which has exited, so this does not block.
-        let rc = unsafe { libc::waitpid(process.pid, &mut status, 0) };
-        let (exit_code, signal) = if rc == process.pid {
-            if libc::WIFEXITED(status) {
-                (libc::WEXITSTATUS(status), None)
-            } else if libc::WIFSIGNALED(status) {
-                (-1, Some(libc::WTERMSIG(status)))
-            } else {
-                (-1, None)
+}
+
+/// Records a process's exit, then lets it go from the table once the retention is over.
+///
+/// Unsandboxed, the exit is the child's: the pidfd turns readable, and the zombie keeps the
+/// pid and process group reserved until it is reaped here, under the state lock, in the same
+/// step that records the exit (so terminate never signals a stranger).
+///
+/// Sandboxed, the child is the launcher, and the command's exit arrives on `sandbox_status`;
+/// the launcher lives on while the command's descendants do (they are in its pid namespace),
+/// and is reaped whenever it exits. If it dies before reporting (killed), its own status is
+/// the command's.
+async fn wait_for_exit(
+    table: Weak<TableShared>,
+    process: Arc<ManagedProcess>,
+    pidfd: AsyncFd<OwnedFd>,
+    sandbox_status: Option<OwnedFd>,
+) {
+    let reported = match sandbox_status {
+        None => None,
+        Some(status) => read_to_end(status)
+            .await
+            .ok()
+            .and_then(|line| serde_json::from_slice::<CommandExit>(&line).ok()),
+    };
+    match reported {
+        Some(exit) => {
+            drain_output(&process).await;
+            record_command_exit(&process, &exit);
+            process.changed.send_replace(());
+            let launcher = process.clone();
+            tokio::spawn(async move {
+                let _ = pidfd.readable().await;
+                let mut state = launcher.state();
+                reap(launcher.pid);
+                state.reaped = true;
+            });
+        }
+        None => {
+            // A pidfd polls readable once the process has exited (it is then a zombie until
+            // reaped).
+            let _ = pidfd.readable().await;
+            drain_output(&process).await;
+            {
+                let mut state = process.state();
+                let (exit_code, signal) = reap(process.pid).map_or((-1, None), decode_wait_status);
+                state.reaped = true;
+                let denied = process.sandboxed
+                    && looks_denied(exit_code, signal, || state.log.mentions_any(DENIAL_WORDS));
+                state.log.record_exit(exit_code, signal, denied);
             }
-        } else {
-            (-1, None)
-        };
-        state.reaped = true;
-        state.log.record_exit(exit_code, signal);
+            process.changed.send_replace(());
+            drop(pidfd);
+        }
     }
-    process.changed.send_replace(());
-    drop(pidfd);
 
     let Some(retention) = table.upgrade().map(|t| t.config.exited_retention) else {
+        process.kill_group();
         return;
     };
     tokio::time::sleep(retention).await;
+    // Whatever the command left running in its sandbox goes with it.
+    process.kill_group();
     if let Some(table) = table.upgrade() {
         let mut slots = table.slots();
         let before = slots.len();
@@ -681,6 +894,36 @@ async fn wait_for_exit(
             }
         }
     }
+}
+
+/// Records the exit a sandbox launcher reported. A protected path the command created is
+/// reported in the output (the launcher removed it), turns a clean exit into 1, and counts
+/// as a denial, as codex does.
+fn record_command_exit(process: &ManagedProcess, exit: &CommandExit) {
+    let (mut exit_code, signal) = decode_wait_status(exit.wait_status);
+    let mut state = process.state();
+    if !exit.removed.is_empty() {
+        let mut note = String::new();
+        for path in &exit.removed {
+            note.push_str(&format!(
+                "exec-server: the sandbox removed {}, which the sandbox policy does not let a \
+                 command create\n",
+                path.display()
+            ));
+        }
+        let stream = if process.tty {
+            OutputStream::Pty
+        } else {
+            OutputStream::Stderr
+        };
+        state.log.push_output(stream, Bytes::from(note));
+        if exit_code == 0 && signal.is_none() {
+            exit_code = 1;
+        }
+    }
+    let denied = !exit.removed.is_empty()
+        || looks_denied(exit_code, signal, || state.log.mentions_any(DENIAL_WORDS));
+    state.log.record_exit(exit_code, signal, denied);
 }
 
 /// The event stream handed to the starter of a process.

@@ -4,9 +4,11 @@
 //! delivers `PR_SET_PDEATHSIG` when the *thread* that forked the child exits, not the
 //! process; forking from a pool thread that may retire would kill children at random.
 
+use super::process_sandbox::{launcher_fds_arg, LauncherFds};
 use std::collections::BTreeMap;
-use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::ffi::OsString;
+use std::io::{self, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -21,6 +23,15 @@ pub(crate) struct SpawnRequest {
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
     pub mode: StdioMode,
+    /// Run this sandbox launcher in place of the command (which its spec describes).
+    pub launcher: Option<Launcher>,
+}
+
+/// A sandbox launcher to run instead of the command (see `process_sandbox`).
+pub(crate) struct Launcher {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub spec: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +46,98 @@ pub(crate) struct SpawnedChild {
     pub pid: libc::pid_t,
     pub pidfd: OwnedFd,
     pub io: ChildIo,
+    /// The read ends of a launcher's launch and status descriptors (non-blocking).
+    pub launcher: Option<LauncherChannels>,
+}
+
+/// What a sandbox launcher reports on, read by the table.
+pub(crate) struct LauncherChannels {
+    pub launch: OwnedFd,
+    pub status: OwnedFd,
+}
+
+/// The parent's side of a launcher's descriptors while it is spawned: the child's ends,
+/// duplicated above the standard descriptors and close-on-exec until the child's
+/// `pre_exec` clears that flag on exactly these.
+struct LauncherPlumbing {
+    spec: OwnedFd,
+    status_write: OwnedFd,
+    launch_write: OwnedFd,
+    channels: LauncherChannels,
+}
+
+impl LauncherPlumbing {
+    fn new(spec: &[u8]) -> io::Result<LauncherPlumbing> {
+        let memfd =
+            rustix::fs::memfd_create("exec-server-sandbox-spec", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let mut file = std::fs::File::from(memfd);
+        file.write_all(spec)?;
+        file.rewind()?;
+        let (status_read, status_write) = pipe()?;
+        let (launch_read, launch_write) = pipe()?;
+        Ok(LauncherPlumbing {
+            spec: above_stdio(OwnedFd::from(file))?,
+            status_write: above_stdio(status_write)?,
+            launch_write: above_stdio(launch_write)?,
+            channels: LauncherChannels {
+                launch: nonblocking(launch_read)?,
+                status: nonblocking(status_read)?,
+            },
+        })
+    }
+
+    fn fds(&self) -> LauncherFds {
+        LauncherFds {
+            spec: self.spec.as_raw_fd(),
+            status: self.status_write.as_raw_fd(),
+            launch: self.launch_write.as_raw_fd(),
+        }
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both are new descriptors that nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A close-on-exec duplicate numbered 10 or above, so that the child's descriptors never
+/// collide with the ones std sets up for it.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor or -1.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if dup == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just made it, and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+fn nonblocking(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain fcntl calls on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags == -1 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+/// Runs in the forked child: lets `fds` survive the exec.
+fn inherit(fds: [RawFd; 3]) -> io::Result<()> {
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor the child inherited.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 pub(crate) enum ChildIo {
@@ -97,16 +200,44 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
         .argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "argv must not be empty"))?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(&request.env)
-        .current_dir(&request.cwd);
-    if let Some(arg0) = &request.arg0 {
-        command.arg0(arg0);
-    }
+    let plumbing = request
+        .launcher
+        .as_ref()
+        .map(|l| LauncherPlumbing::new(&l.spec))
+        .transpose()?;
+    let mut command = match (&request.launcher, &plumbing) {
+        (Some(launcher), Some(plumbing)) => {
+            // The launcher gets no environment of the command's (LD_PRELOAD and friends come
+            // from the client): its spec carries the command's.
+            let mut command = Command::new(&launcher.program);
+            command
+                .args(&launcher.args)
+                .arg(launcher_fds_arg(plumbing.fds()))
+                .env_clear()
+                .current_dir("/");
+            command
+        }
+        _ => {
+            let mut command = Command::new(program);
+            command
+                .args(args)
+                .env_clear()
+                .envs(&request.env)
+                .current_dir(&request.cwd);
+            if let Some(arg0) = &request.arg0 {
+                command.arg0(arg0);
+            }
+            command
+        }
+    };
     let parent_pid = std::process::id() as libc::pid_t;
+    // A sandboxed command leads a session of its own even without a PTY: otherwise it would
+    // share the server's controlling terminal, and could type into it (TIOCSTI).
+    let new_session = plumbing.is_some();
+    let inherited = plumbing.as_ref().map(|p| {
+        let fds = p.fds();
+        [fds.spec, fds.status, fds.launch]
+    });
 
     match request.mode {
         StdioMode::Pipes { pipe_stdin } => {
@@ -117,11 +248,22 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
                     Stdio::null()
                 })
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0);
-            // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid).
+                .stderr(Stdio::piped());
+            if !new_session {
+                command.process_group(0);
+            }
+            // SAFETY: the closure only makes async-signal-safe calls (setsid, fcntl, prctl,
+            // getppid).
             unsafe {
-                command.pre_exec(move || die_with_parent(parent_pid));
+                command.pre_exec(move || {
+                    if new_session && libc::setsid() == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if let Some(fds) = inherited {
+                        inherit(fds)?;
+                    }
+                    die_with_parent(parent_pid)
+                });
             }
             let mut child = command.spawn()?;
             let stdin = child.stdin.take().map(OwnedFd::from);
@@ -129,7 +271,7 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
             let stderr = OwnedFd::from(child.stderr.take().expect("stderr is piped"));
             let pid = child.id() as libc::pid_t;
             // Dropping a std Child neither kills nor reaps it; the pidfd takes over.
-            let pidfd = pidfd_open(pid)?;
+            let pidfd = supervise(pid)?;
             Ok(SpawnedChild {
                 pid,
                 pidfd,
@@ -138,6 +280,7 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
                     stdout,
                     stderr,
                 },
+                launcher: plumbing.map(|p| p.channels),
             })
         }
         StdioMode::Pty => {
@@ -161,6 +304,9 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
                     if libc::ioctl(0, libc::TIOCSCTTY as _, 0) == -1 {
                         return Err(io::Error::last_os_error());
                     }
+                    if let Some(fds) = inherited {
+                        inherit(fds)?;
+                    }
                     die_with_parent(parent_pid)
                 });
             }
@@ -170,11 +316,12 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
             drop(command);
             let child = child?;
             let pid = child.id() as libc::pid_t;
-            let pidfd = pidfd_open(pid)?;
+            let pidfd = supervise(pid)?;
             Ok(SpawnedChild {
                 pid,
                 pidfd,
                 io: ChildIo::Pty { master },
+                launcher: plumbing.map(|p| p.channels),
             })
         }
     }
@@ -193,6 +340,13 @@ fn die_with_parent(parent_pid: libc::pid_t) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A pidfd for a child that was just spawned. Without one the child could be neither
+/// supervised nor safely killed later, so when the kernel refuses (EMFILE, an old kernel) the
+/// child is killed and reaped here, and the spawn fails.
+fn supervise(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    pidfd_open(pid).inspect_err(|_| kill_and_reap(pid))
 }
 
 fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
