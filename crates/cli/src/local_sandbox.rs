@@ -1,11 +1,29 @@
-//! The OS sandbox of this binary's local filesystem. The sandbox helper is this very
-//! executable, re-executed with the hidden helper argument (dispatched first thing in
-//! `main`), so the server and the local `run`/`fs` commands build their filesystem here.
+//! The OS sandbox of this binary's local environment. The fs helper and the process
+//! launcher are this very executable, re-executed with a hidden argument (dispatched first
+//! thing in `main`), so the server and the local `run`/`fs` commands build their filesystem
+//! and process sandboxes here.
 
-use exec_server_environment::local::{FsConfig, ProcessConfig};
+use exec_server_environment::local::{FsConfig, ProcessConfig, ProcessSandbox};
 use exec_server_environment::Environment;
-use exec_server_sandbox::{HelperSandbox, SandboxCaps};
+use exec_server_sandbox::{CommandSandbox, HelperSandbox, SandboxCaps, ServerFootprint};
 use std::sync::Arc;
+
+/// The process sandbox, which keeps sandboxed commands away from what `footprint` names.
+/// Without this executable's descriptor, sandboxed starts are refused (never run
+/// unconfined), and the reason is logged.
+pub fn process_sandbox(footprint: Arc<ServerFootprint>) -> Option<Arc<dyn ProcessSandbox>> {
+    match exec_server_sandbox::self_exe::path() {
+        Ok(program) => Some(Arc::new(CommandSandbox::new(
+            program,
+            SandboxCaps::probe(),
+            footprint,
+        ))),
+        Err(e) => {
+            tracing::warn!("sandboxed processes will be refused: {e}");
+            None
+        }
+    }
+}
 
 /// Filesystem settings with the sandbox helper wired in, after probing what the kernel
 /// offers. Without the path of this executable, sandboxed calls are refused (never run
@@ -36,8 +54,12 @@ pub fn filesystem_config(max_read_bytes: u64) -> FsConfig {
 
 /// The local environment of `run` and `fs` without `--url`.
 pub fn local_environment() -> Environment {
+    let process = ProcessConfig {
+        sandbox: process_sandbox(Arc::default()),
+        ..ProcessConfig::default()
+    };
     Environment::local_with_config(
-        ProcessConfig::default(),
+        process,
         filesystem_config(FsConfig::default().max_read_bytes),
     )
 }

@@ -73,6 +73,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(exec_server_sandbox::FS_HELPER_ARG.as_ref()) {
         return ExitCode::from(exec_server_sandbox::run_helper() as u8);
     }
+    // The process sandbox's launcher enters user namespaces, which needs a single thread.
+    if std::env::args_os().nth(1).as_deref() == Some(exec_server_sandbox::LAUNCHER_ARG.as_ref()) {
+        return ExitCode::from(exec_server_sandbox::run_launcher().clamp(0, 255) as u8);
+    }
     // The watchdog is this binary re-executed by `serve`; it needs neither clap nor a runtime.
     if std::env::args_os().nth(1).as_deref() == Some(WATCHDOG_ARG.as_ref()) {
         return match exec_server_daemon::watchdog::run_watchdog() {

@@ -4,6 +4,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use exec_server_environment::ProcessEvent;
 use exec_server_protocol::process::{EnvInherit, EnvPolicy, OutputStream, StartParams};
+use exec_server_protocol::sandbox::{
+    FileSystemAccess, FileSystemEntry, FileSystemPath, FileSystemPolicy, MissingPathBehavior,
+    NetworkPolicy, PermissionProfile, SandboxContext, SpecialPath,
+};
 use exec_server_protocol::AbsolutePath;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,12 +28,96 @@ pub struct RunArgs {
     /// server, so it holds even if this client goes away).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Run the command, and everything it starts, in the kernel sandbox: `read-only` (it
+    /// reads everything and writes nothing) or `workspace-write` (it also writes under --cwd
+    /// and each --writable-root, where .git, .codex and .agents stay read-only unless they
+    /// are missing). The network is off unless --network. With --url, --cwd is required.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    sandbox: Option<SandboxMode>,
+    /// Another directory a `workspace-write` sandbox may write (repeatable).
+    #[arg(long = "writable-root", value_name = "DIR", requires = "sandbox")]
+    writable_roots: Vec<String>,
+    /// Let the sandboxed command use the network.
+    #[arg(long, requires = "sandbox")]
+    network: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true)]
     command: Vec<String>,
 }
 
+/// `--sandbox` policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SandboxMode {
+    ReadOnly,
+    WorkspaceWrite,
+}
+
+/// The permission profile (codex's current shape) for `--sandbox`: read everything; with
+/// `workspace-write`, write the workspace (the cwd) and the writable roots, whose `.git`,
+/// `.codex` and `.agents` stay read-only while they exist (so `git init` still works).
+fn sandbox_context(
+    mode: SandboxMode,
+    cwd: &AbsolutePath,
+    writable_roots: &[String],
+    network: bool,
+) -> anyhow::Result<SandboxContext> {
+    let special = |value: SpecialPath, access: FileSystemAccess| FileSystemEntry {
+        path: FileSystemPath::Special { value },
+        access,
+        missing_path_behavior: None,
+    };
+    let mut entries = vec![special(SpecialPath::Root, FileSystemAccess::Read)];
+    if mode == SandboxMode::WorkspaceWrite {
+        entries.push(special(
+            SpecialPath::ProjectRoots { subpath: None },
+            FileSystemAccess::Write,
+        ));
+        for root in writable_roots {
+            let path = AbsolutePath::parse(root)
+                .map_err(|e| anyhow::anyhow!("--writable-root {root}: {e}"))?;
+            entries.push(FileSystemEntry {
+                path: FileSystemPath::Path { path },
+                access: FileSystemAccess::Write,
+                missing_path_behavior: None,
+            });
+        }
+        for name in [".git", ".agents", ".codex"] {
+            entries.push(FileSystemEntry {
+                missing_path_behavior: Some(MissingPathBehavior::Skip),
+                ..special(
+                    SpecialPath::ProjectRoots {
+                        subpath: Some(name.to_owned()),
+                    },
+                    FileSystemAccess::Read,
+                )
+            });
+        }
+    } else if !writable_roots.is_empty() {
+        anyhow::bail!("--writable-root needs --sandbox workspace-write");
+    }
+    let mut context = SandboxContext::from_profile(PermissionProfile::Managed {
+        file_system: FileSystemPolicy::Restricted {
+            entries,
+            glob_scan_max_depth: None,
+        },
+        network: if network {
+            NetworkPolicy::Enabled
+        } else {
+            NetworkPolicy::Restricted
+        },
+    });
+    context.cwd = Some(cwd.clone());
+    context.workspace_roots = vec![cwd.clone()];
+    Ok(context)
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if args.sandbox.is_some() && args.url.is_some() && args.cwd.is_none() {
+        anyhow::bail!(
+            "--sandbox on a server needs --cwd: the workspace the command may write (or read) \
+             is its working directory on that machine"
+        );
+    }
     let (env, cwd) = match &args.url {
         Some(url) => (
             exec_server_client::connect_environment(url).await?,
@@ -47,6 +135,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         ),
     };
     let cwd = AbsolutePath::parse(&cwd).map_err(|e| anyhow::anyhow!("--cwd: {e}"))?;
+    let sandbox = args
+        .sandbox
+        .map(|mode| sandbox_context(mode, &cwd, &args.writable_roots, args.network))
+        .transpose()?;
     let process_id = format!("run-{}-{}", std::process::id(), nanos());
     let processes = env.processes().clone();
     let started = processes
@@ -65,7 +157,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             pipe_stdin: false,
             arg0: None,
             timeout_ms: args.timeout.map(|s| (s.max(0.0) * 1000.0).round() as u64),
-            sandbox: None,
+            sandbox,
             enforce_managed_network: false,
             managed_network: None,
             network_proxy: None,

@@ -4,6 +4,7 @@ use anyhow::Context;
 use exec_server_daemon::admission::{AccessPolicy, Token};
 use exec_server_daemon::watchdog::Watchdog;
 use exec_server_daemon::{ListenUrl, Server, ServerConfig, TlsFiles};
+use exec_server_sandbox::ServerFootprint;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +89,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.process.retained_output_bytes = args.retained_output_bytes;
     config.process.max_processes = args.max_processes_per_session;
     config.filesystem = crate::local_sandbox::filesystem_config(args.max_read_bytes);
+    // What a sandboxed command must not reach of this server; its ports are known after the
+    // bind below.
+    let footprint = Arc::new(ServerFootprint::default());
+    let process_sandbox = crate::local_sandbox::process_sandbox(footprint.clone());
+    if let Some(sandbox) = &process_sandbox {
+        // Probes the machine now rather than at the first sandboxed start.
+        let mechanisms = sandbox.mechanisms();
+        if mechanisms.is_empty() {
+            tracing::warn!(
+                "sandboxed processes will be refused: this machine cannot build the process \
+                 sandbox (a start says why)"
+            );
+        } else {
+            tracing::info!(?mechanisms, "process sandbox");
+        }
+    }
+    config.process.sandbox = process_sandbox;
+    for secret in [&args.token_file, &args.tls_key, &args.tls_cert]
+        .into_iter()
+        .flatten()
+    {
+        footprint.hide(std::fs::canonicalize(secret).unwrap_or_else(|_| secret.clone()));
+    }
     config.http.max_body_bytes = args.max_http_body_bytes;
 
     // Kills our process groups if this process dies without doing it (SIGKILL, crash).
@@ -107,6 +131,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::bind(&listen, config, tls.as_ref())
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
+    match server.url() {
+        ListenUrl::WebSocket(addr) | ListenUrl::SecureWebSocket(addr) => {
+            footprint.set_tcp_ports(vec![addr.port()]);
+        }
+        ListenUrl::Unix(path) => footprint.hide(path.clone()),
+        ListenUrl::Stdio => {}
+    }
     if listen != ListenUrl::Stdio {
         // Launchers read this line to learn the port: it must be the first line on stdout.
         // (With stdio, stdout carries the protocol and nothing else.)

@@ -186,7 +186,11 @@ async fn notifications_follow_the_start_response_with_shared_seqs() {
     peer.send(start(1, "p1", &["/bin/sh", "-c", "printf hi; exit 7"]))
         .await;
     let first = peer.next().await.unwrap();
-    assert_eq!(first, json!({"id": 1, "result": {"processId": "p1"}}));
+    // `sandboxType` is what codex's current servers report: `none` without a sandbox.
+    assert_eq!(
+        first,
+        json!({"id": 1, "result": {"processId": "p1", "sandboxType": "none"}})
+    );
     let mut events = vec![];
     while events.len() < 3 {
         events.push(peer.next().await.unwrap());
@@ -195,7 +199,7 @@ async fn notifications_follow_the_start_response_with_shared_seqs() {
         events,
         vec![
             json!({"method": "process/output", "params": {"processId": "p1", "seq": 1, "stream": "stdout", "chunk": "aGk="}}),
-            json!({"method": "process/exited", "params": {"processId": "p1", "seq": 2, "exitCode": 7}}),
+            json!({"method": "process/exited", "params": {"processId": "p1", "seq": 2, "exitCode": 7, "sandboxDenied": false}}),
             json!({"method": "process/closed", "params": {"processId": "p1", "seq": 3}}),
         ]
     );

@@ -78,8 +78,9 @@ pub struct Features {
     /// `timeoutMs` on `process/start`, enforced by the server.
     #[serde(default)]
     pub process_timeout: bool,
-    /// `sandbox` on `process/start` is enforced (this machine has what the process sandbox
-    /// needs); false: such starts are refused with -32602.
+    /// `sandbox` on `process/start` is honoured: the command runs confined, or the start is
+    /// refused with -32602 and a `data.reason` (when this machine lacks a mechanism, see
+    /// `processSandboxMechanisms`); it is never ignored.
     #[serde(default)]
     pub process_sandbox: bool,
     /// The mechanisms sandboxed processes run under here (e.g. `userNamespace`,

@@ -13,16 +13,21 @@
 
 pub mod confine;
 pub mod helper;
+pub mod launcher;
 pub mod lockdown;
 pub mod policy;
 pub mod probe;
+pub mod process_sandbox;
 pub mod ruleset;
 pub mod runner;
 pub mod self_exe;
 pub mod syscall_filter;
+pub mod view;
 
 pub use helper::{run_helper, FS_HELPER_ARG};
+pub use launcher::{run_launcher, LAUNCHER_ARG};
 pub use lockdown::lock_down;
 pub use policy::{resolve, Enforcement, PolicyError, ResolvedPolicy, Surroundings};
 pub use probe::SandboxCaps;
+pub use process_sandbox::{CommandSandbox, ServerFootprint};
 pub use runner::HelperSandbox;

@@ -1,10 +1,18 @@
-//! Layer 2, seccomp: the system calls the helper never needs fail with EPERM, so even a
-//! helper subverted mid-operation cannot reach the network, run a program, change the shape
-//! of its sandbox, or use root's powers beyond reading and writing files.
+//! Layer 2, seccomp.
 //!
-//! Two filters, both installed: seccompiler's deny-list, and a small hand-written one for
-//! what seccompiler cannot say (x32 syscall numbers, and an errno other than EPERM).
+//! For the fs helper: the system calls it never needs fail with EPERM, so even a helper
+//! subverted mid-operation cannot reach the network, run a program, change the shape of its
+//! sandbox, or use root's powers beyond reading and writing files.
+//!
+//! For a sandboxed command: tracing and io_uring are denied (io_uring can make sockets
+//! without `socket()`), and so is typing into a terminal (TIOCSTI); with the network
+//! restricted, every socket but a Unix one, and the calls that connect, listen or exchange
+//! data on sockets (codex's set, reference B.3).
+//!
+//! Two filters each, both installed: seccompiler's deny-list, and a small hand-written one
+//! for what seccompiler cannot say (x32 syscall numbers, and an errno other than EPERM).
 
+use exec_server_protocol::sandbox::NetworkPolicy;
 use seccompiler::{
     apply_filter, sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
     SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
@@ -138,6 +146,13 @@ const X32_BIT: u32 = 0x4000_0000;
 /// ENOSYS. `clone3` passes its flags in memory, out of any filter's reach; ENOSYS (unlike
 /// EPERM) makes glibc fall back to `clone`, whose flags the deny-list checks.
 pub fn prefilter() -> BpfProgram {
+    prefilter_with(true)
+}
+
+/// [`prefilter`], with `clone3` left alone when `clone3_enosys` is false (a sandboxed command
+/// may create namespaces of its own inside its sandbox, so its `clone` flags are not
+/// checked).
+fn prefilter_with(clone3_enosys: bool) -> BpfProgram {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
@@ -152,7 +167,13 @@ pub fn prefilter() -> BpfProgram {
         insn(JEQ_K, 0, 3, AUDIT_ARCH), // another ABI: 5 (allow; the deny-list kills it)
         /* 2 */ insn(LD_W_ABS, 0, 0, NR),
         /* 3 */ insn(JGE_K, 2, 0, X32_BIT), // x32: 6
-        /* 4 */ insn(JEQ_K, 2, 0, libc::SYS_clone3 as u32), // clone3: 7
+        /* 4 */
+        insn(
+            JEQ_K,
+            if clone3_enosys { 2 } else { 0 },
+            0,
+            libc::SYS_clone3 as u32,
+        ), // clone3: 7
         /* 5 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
         /* 6 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
         /* 7 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
@@ -164,5 +185,86 @@ pub fn prefilter() -> BpfProgram {
 pub fn install() -> Result<(), FilterError> {
     apply_filter(&deny_list_filter()?)?;
     apply_filter(&prefilter())?;
+    Ok(())
+}
+
+/// The syscalls a sandboxed command never gets: tracing other processes or their memory, and
+/// io_uring.
+const COMMAND_DENIED: [i64; 6] = [
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+];
+
+/// With the network restricted, these fail whatever the socket (codex's set).
+const COMMAND_NETWORK_DENIED: [i64; 13] = [
+    libc::SYS_connect,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+    libc::SYS_bind,
+    libc::SYS_listen,
+    libc::SYS_getpeername,
+    libc::SYS_getsockname,
+    libc::SYS_shutdown,
+    libc::SYS_sendto,
+    libc::SYS_sendmmsg,
+    libc::SYS_recvmmsg,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+];
+
+/// A sandboxed command's deny-list, compiled.
+pub fn command_filter(network: NetworkPolicy) -> Result<BpfProgram, FilterError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMAND_DENIED
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect();
+    // Typing into a terminal (and its Linux console cousin) could drive whatever reads it.
+    let ioctl = [libc::TIOCSTI, libc::TIOCLINUX]
+        .into_iter()
+        .map(|request| {
+            SeccompRule::new(vec![SeccompCondition::new(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                request,
+            )?])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_ioctl, ioctl);
+    if network == NetworkPolicy::Restricted {
+        rules.extend(
+            COMMAND_NETWORK_DENIED
+                .into_iter()
+                .map(|nr| (nr, Vec::new())),
+        );
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            rules.insert(
+                nr,
+                vec![SeccompRule::new(vec![SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Ne,
+                    libc::AF_UNIX as u64,
+                )?])?],
+            );
+        }
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        target_arch()?,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// Installs a sandboxed command's filters on this thread. Needs no_new_privs.
+pub fn install_command_filter(network: NetworkPolicy) -> Result<(), FilterError> {
+    apply_filter(&command_filter(network)?)?;
+    apply_filter(&prefilter_with(false))?;
     Ok(())
 }

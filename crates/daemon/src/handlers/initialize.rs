@@ -37,7 +37,7 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 session_resume: true,
                 event_seqs: true,
                 process_timeout: true,
-                process_sandbox: !process_sandbox_mechanisms.is_empty(),
+                process_sandbox: config.process.sandbox.is_some(),
                 process_sandbox_mechanisms,
                 fs_sandbox: config
                     .filesystem
