@@ -174,7 +174,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             while let Ok(n) = stdin.read(&mut buf).await {
                 if n == 0
                     || processes
-                        .write(&id, Bytes::copy_from_slice(&buf[..n]))
+                        .write_waiting(&id, Bytes::copy_from_slice(&buf[..n]))
                         .await
                         .is_err()
                 {

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Most processes one session may hold (running or recently exited).
     #[arg(long, default_value_t = ServerConfig::default().process.max_processes)]
     max_processes_per_session: usize,
+    /// Stdin bytes a process may have queued, unread, before further writes are refused
+    /// (clients send them again once it has read).
+    #[arg(long, default_value_t = ServerConfig::default().process.max_stdin_buffered_bytes)]
+    max_stdin_buffered_bytes: usize,
     /// Largest file `fs/readFile` returns whole, in bytes; bigger files are read in ranges.
     #[arg(long, default_value_t = ServerConfig::default().filesystem.max_read_bytes)]
     max_read_bytes: u64,
@@ -88,6 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.process.retained_output_bytes = args.retained_output_bytes;
     config.process.max_processes = args.max_processes_per_session;
+    config.process.max_stdin_buffered_bytes = args.max_stdin_buffered_bytes;
     config.filesystem = crate::local_sandbox::filesystem_config(args.max_read_bytes);
     // What a sandboxed command must not reach of this server; its ports are known after the
     // bind below.

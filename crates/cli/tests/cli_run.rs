@@ -87,7 +87,9 @@ fn check_sandbox(url: Option<&str>) {
             Ok("true"),
             "CI=true, and this machine cannot build the process sandbox"
         );
-        eprintln!("\n!!! SKIPPED: `run --sandbox` needs user namespaces, Landlock and seccomp !!!\n");
+        eprintln!(
+            "\n!!! SKIPPED: `run --sandbox` needs user namespaces, Landlock and seccomp !!!\n"
+        );
         return;
     }
     let dir = tempfile::Builder::new()
@@ -109,7 +111,14 @@ fn check_sandbox(url: Option<&str>) {
     );
     let out = run_with(
         url,
-        &["--cwd", &cwd, "--sandbox", "workspace-write", "--writable-root", &extra_root],
+        &[
+            "--cwd",
+            &cwd,
+            "--sandbox",
+            "workspace-write",
+            "--writable-root",
+            &extra_root,
+        ],
         &["sh", "-c", &script],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);

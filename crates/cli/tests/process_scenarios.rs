@@ -1152,8 +1152,145 @@ async fn resize_of_a_pipes_process_is_an_error_steps(target: Target) {
     assert_killed_by(&all_events(&mut started.events).await, libc::SIGKILL);
 }
 
+/// A process that does not read its stdin cannot make the server buffer without bound: past
+/// `maxStdinBufferedBytes` writes are refused, naming the limit, and nothing of a refused
+/// write is taken; `write_waiting` gets every byte through, in order, to a slow reader.
+async fn stdin_queue_is_bounded_and_nothing_is_lost(target: Target) {
+    if support::against_another_server() {
+        return; // The limit is this server's.
+    }
+    let env = TestEnv::new(target).await;
+    let processes = env.env.processes();
+    let mut p = params(&["/bin/sleep", "1000"]);
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    within("start", processes.start(p)).await.unwrap();
+    let peak_before = env.server.as_ref().map(|s| s.peak_rss_bytes());
+    // The reproduction is 64 writes of 16 MiB; 24 of 8 MiB (the default limit) show
+    // the same in a fifth of the time.
+    let chunk = Bytes::from(vec![b'x'; 8 * 1024 * 1024]);
+    // The first write is taken whole (the queue was empty); then the queue is at the limit
+    // and stays so, since sleep never reads.
+    let first = within("write", processes.write(&id, chunk.clone()))
+        .await
+        .unwrap();
+    assert_eq!(first, WriteStatus::Accepted);
+    for _ in 0..23 {
+        let err = within("write", processes.write(&id, chunk.clone()))
+            .await
+            .expect_err("the queue is full");
+        assert_eq!(err.code(), error_codes::INVALID_REQUEST, "{err}");
+        assert_eq!(err.limit(), Some("maxStdinBufferedBytes"), "{err}");
+    }
+    if let (Some(server), Some(before)) = (&env.server, peak_before) {
+        // 192 MiB was offered (unbounded, all of it would stay); what may stay is the limit
+        // plus one write, and what passes through decoding one write at a time: its frame,
+        // its JSON text and its bytes, about four copies of an 11 MiB message.
+        let grown = server.peak_rss_bytes().saturating_sub(before);
+        assert!(grown < 96 * 1024 * 1024, "the server grew by {grown} bytes");
+    }
+    within("terminate", processes.terminate(&id)).await.unwrap();
+
+    // A slow reader: every byte of 40 MiB arrives, in order.
+    let mut p = sh("sleep 0.3; cksum");
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", processes.start(p)).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..40u8 {
+        let block: Vec<u8> = (0..1024 * 1024)
+            .map(|j| (j as u8).wrapping_mul(i | 1))
+            .collect();
+        sent.extend_from_slice(&block);
+        let status = within("write", processes.write_waiting(&id, Bytes::from(block)))
+            .await
+            .unwrap();
+        assert_eq!(status, WriteStatus::Accepted);
+    }
+    within("close", processes.close_stdin(&id)).await.unwrap();
+    let events = all_events(&mut started.events).await;
+    assert_eq!(output(&events), cksum(&sent));
+}
+
+/// What `cksum` prints for `bytes` (its CRC and length), from the tool the process used.
+fn cksum(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("cksum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out.stdout
+}
+
+/// At `closed` a process holds nothing of the server's any more: its PTY and stdin pipe are
+/// released then, not when it leaves the table 30 s later, and writes after the exit say
+/// `stdinClosed`.
+async fn descriptors_are_released_at_closed(target: Target) {
+    let env = TestEnv::new(target).await;
+    let processes = env.env.processes();
+    let baseline = env.server.as_ref().map(|s| s.open_descriptors());
+    for _ in 0..200 {
+        let mut p = params(&["/bin/true"]);
+        p.tty = true;
+        let id = p.process_id.clone();
+        let mut started = within("start", processes.start(p)).await.unwrap();
+        all_events(&mut started.events).await;
+        if !support::against_another_server() {
+            let status = within("write", processes.write(&id, Bytes::from_static(b"x")))
+                .await
+                .unwrap();
+            assert_eq!(status, WriteStatus::StdinClosed);
+        }
+    }
+    if let (Some(server), Some(baseline)) = (&env.server, baseline) {
+        assert_eq!(
+            server.open_descriptors(),
+            baseline,
+            "descriptors held after closed"
+        );
+    }
+    // A pipe process: the first write after its exit is refused too.
+    let mut p = sh("exit 0");
+    p.pipe_stdin = true;
+    let id = p.process_id.clone();
+    let mut started = within("start", processes.start(p)).await.unwrap();
+    all_events(&mut started.events).await;
+    if !support::against_another_server() {
+        let status = within("write", processes.write(&id, Bytes::from_static(b"x")))
+            .await
+            .unwrap();
+        assert_eq!(status, WriteStatus::StdinClosed);
+    }
+}
+
+/// Environment names the kernel would pass on as something else are refused.
+async fn environment_names_are_checked(target: Target) {
+    if support::against_another_server() {
+        return;
+    }
+    let env = TestEnv::new(target).await;
+    for (name, value) in [("A=B", "c"), ("", "x"), ("NUL\0", "x"), ("OK", "nul\0")] {
+        let mut p = sh("env");
+        p.env.insert(name.to_owned(), value.to_owned());
+        let err = within("start", env.env.processes().start(p))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.code(), error_codes::INVALID_PARAMS, "{name:?}: {err}");
+    }
+}
+
 both_targets! {
     start_timeout_kills_the_group => crate::start_timeout_kills_the_group;
+    stdin_queue_is_bounded => crate::stdin_queue_is_bounded_and_nothing_is_lost;
+    descriptors_released_at_closed => crate::descriptors_are_released_at_closed;
+    environment_names => crate::environment_names_are_checked;
     exit_codes_and_signals => crate::exit_codes;
     seqs_are_ordered_and_contiguous => crate::seq_order_and_contiguity;
     output_is_binary_safe => crate::binary_safe_output;

@@ -329,3 +329,42 @@ async fn process_additions_on_the_wire() {
     assert_eq!(r["error"]["code"], -32600, "{r}");
     assert_eq!(r["error"]["message"], "unknown process id nope");
 }
+
+/// A request whose id is `null` is answered (-32600, id -1), not dropped as if it were a
+/// notification, and the connection goes on.
+#[tokio::test]
+async fn a_null_id_is_answered_with_an_error() {
+    let server = ServerProcess::start(&[]);
+    let mut peer = RawPeer::initialized(&server.url).await;
+    peer.send(json!({"id": null, "method": "process/list", "params": {}}))
+        .await;
+    let r = peer.reply().await;
+    assert_eq!(r["id"], -1, "{r}");
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`id` is null"),
+        "{r}"
+    );
+    let r = peer
+        .request(json!({"id": 2, "method": "process/list", "params": {}}))
+        .await;
+    assert!(r["result"]["processes"].is_array(), "{r}");
+}
+
+/// `tty` and `env` are optional, so an explicit `null` means their default.
+#[tokio::test]
+async fn start_accepts_null_tty_and_env() {
+    let server = ServerProcess::start(&[]);
+    let mut peer = RawPeer::initialized(&server.url).await;
+    let r = peer
+        .request(
+            json!({"id": 1, "method": "process/start", "params": {"processId": "p",
+            "argv": ["/bin/true"], "cwd": "/", "env": null, "tty": null, "pipeStdin": null,
+            "arg0": null, "envPolicy": null, "sandbox": null, "timeoutMs": null}}),
+        )
+        .await;
+    assert_eq!(r["result"]["processId"], "p", "{r}");
+}

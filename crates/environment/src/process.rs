@@ -25,7 +25,34 @@ pub trait ProcessBackend: Send + Sync {
     async fn read(&self, params: ReadParams) -> Result<ReadResponse, ProcessError>;
 
     /// Queues bytes for the process's stdin. Writes to one process apply in call order.
+    ///
+    /// The queue is bounded (`maxStdinBufferedBytes`): a write that would take it over the
+    /// bound is refused ([`ProcessError::limit`] names the limit) and nothing of it is
+    /// written; later writes are refused too until the process has read what is queued, so
+    /// sending them again in order never reorders them. [`write_waiting`](Self::write_waiting)
+    /// does that.
     async fn write(&self, process_id: &str, chunk: Bytes) -> Result<WriteStatus, ProcessError>;
+
+    /// Like [`write`](Self::write), but while the process's stdin queue is full, waits for the
+    /// process to read and sends the chunk again: a producer faster than the process loses
+    /// nothing and does not grow anyone's memory. Write one chunk at a time (await each) for
+    /// the order to hold.
+    async fn write_waiting(
+        &self,
+        process_id: &str,
+        chunk: Bytes,
+    ) -> Result<WriteStatus, ProcessError> {
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            match self.write(process_id, chunk.clone()).await {
+                Err(e) if e.limit() == Some(STDIN_LIMIT) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
 
     /// Kills the process's whole process group. Returns whether it was still running.
     async fn terminate(&self, process_id: &str) -> Result<bool, ProcessError>;
@@ -127,6 +154,9 @@ impl futures::Stream for ProcessEvents {
 pub enum ProcessError {
     #[error("argv must not be empty")]
     EmptyArgv,
+    /// An environment variable the kernel cannot pass on as given.
+    #[error("invalid environment variable {0:?}: a name must not be empty or contain `=` or NUL, and a value must not contain NUL")]
+    InvalidEnvironment(String),
     #[error("process {0} already exists")]
     AlreadyExists(String),
     #[error("unknown process id {0}")]
@@ -164,11 +194,24 @@ pub enum ProcessError {
     Transport(String),
 }
 
+/// The limit on a process's queued stdin, as `data.limit` names it.
+pub const STDIN_LIMIT: &str = "maxStdinBufferedBytes";
+
 impl ProcessError {
+    /// The limit this error reports (`data.limit`), whichever implementation reported it.
+    pub fn limit(&self) -> Option<&str> {
+        match self {
+            ProcessError::LimitExceeded { limit, .. } => Some(limit),
+            ProcessError::Remote(e) => e.data.as_ref()?.get("limit")?.as_str(),
+            _ => None,
+        }
+    }
+
     /// The JSON-RPC error code for this failure.
     pub fn code(&self) -> i64 {
         match self {
             ProcessError::EmptyArgv
+            | ProcessError::InvalidEnvironment(_)
             | ProcessError::UnknownSignal(_)
             | ProcessError::NotATerminal(_)
             | ProcessError::InvalidSize

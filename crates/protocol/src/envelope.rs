@@ -103,8 +103,10 @@ impl std::error::Error for MalformedMessage {}
 
 #[derive(Deserialize)]
 struct RawEnvelope {
-    #[serde(default)]
-    id: Option<RequestId>,
+    /// `None` when absent; `Some(None)` for an explicit `"id": null`, which is neither a
+    /// request (no usable id) nor a notification (it has an id member).
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Option<RequestId>>,
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
@@ -115,35 +117,69 @@ struct RawEnvelope {
     error: Option<ErrorObject>,
 }
 
+/// Deserializes a member that is present, `null` included, as `Some`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// [`RawEnvelope`] with its id checked.
+struct Parsed {
+    id: Option<RequestId>,
+    method: Option<String>,
+    params: Option<Box<RawValue>>,
+    result: Option<Box<RawValue>>,
+    error: Option<ErrorObject>,
+}
+
 impl Message {
     /// Decodes one message from the text of a websocket frame (or one stdio line).
     pub fn parse(text: &str) -> Result<Message, MalformedMessage> {
         let raw: RawEnvelope =
             serde_json::from_str(text).map_err(|e| MalformedMessage(e.to_string()))?;
+        let id = match raw.id {
+            None => None,
+            Some(Some(id)) => Some(id),
+            Some(None) => {
+                return Err(MalformedMessage(
+                    "`id` is null; a request id is an integer or a string".to_owned(),
+                ))
+            }
+        };
+        let raw = Parsed {
+            id,
+            method: raw.method,
+            params: raw.params,
+            result: raw.result,
+            error: raw.error,
+        };
         match raw {
-            RawEnvelope {
+            Parsed {
                 id: Some(id),
                 method: Some(method),
                 params,
                 ..
             } => Ok(Message::Request { id, method, params }),
-            RawEnvelope {
+            Parsed {
                 id: None,
                 method: Some(method),
                 params,
                 ..
             } => Ok(Message::Notification { method, params }),
-            RawEnvelope {
+            Parsed {
                 id: Some(id),
                 error: Some(error),
                 ..
             } => Ok(Message::Error { id, error }),
-            RawEnvelope {
+            Parsed {
                 id: Some(id),
                 result: Some(result),
                 ..
             } => Ok(Message::Response { id, result }),
-            RawEnvelope {
+            Parsed {
                 id: Some(id),
                 result: None,
                 ..
@@ -230,6 +266,9 @@ mod tests {
         let m = Message::parse(r#"{"id":3,"error":{"code":-32600,"message":"m"}}"#).unwrap();
         assert!(matches!(m, Message::Error { .. }));
         assert!(Message::parse("[]").is_err());
+        // A null id is not an absent one: no notification, an error (answered with id -1).
+        let err = Message::parse(r#"{"id":null,"method":"process/list"}"#).unwrap_err();
+        assert!(err.to_string().contains("`id` is null"), "{err}");
         assert!(Message::parse("{}").is_err());
         assert!(Message::parse("{").is_err());
     }

@@ -105,4 +105,8 @@ pub struct Limits {
     /// Largest response body a buffered `http/request` returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_http_body_bytes: Option<u64>,
+    /// Stdin bytes a process may have queued, unread, before writes are refused (a write to
+    /// an empty queue is always taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stdin_buffered_bytes: Option<u64>,
 }

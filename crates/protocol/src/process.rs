@@ -19,11 +19,16 @@ pub struct StartParams {
     /// How to derive the child environment from the server's own; null = start from nothing.
     #[serde(default)]
     pub env_policy: Option<EnvPolicy>,
-    /// Variables set in the child, applied last (they win over `envPolicy`).
-    #[serde(default)]
+    /// Variables set in the child, applied last (they win over `envPolicy`). A name must not
+    /// be empty or contain `=` or NUL (-32602).
+    #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub env: BTreeMap<String, String>,
     /// Run under a pseudo-terminal (stdout and stderr merged as stream `pty`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    // An explicit null is accepted (as the default), so the schema says so.
+    #[schemars(with = "Option<bool>")]
     pub tty: bool,
     /// Without a PTY: keep stdin open as a pipe for `process/write` (else it is /dev/null).
     #[serde(default, deserialize_with = "null_as_default")]

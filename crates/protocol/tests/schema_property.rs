@@ -232,3 +232,110 @@ fn every_params_the_decoder_accepts_the_schema_accepts() {
         "{accepted} of {checked} accepted"
     );
 }
+
+/// The definition a schema node stands for: `$ref`s resolved, and of an `Option`'s `anyOf`
+/// the branch that is not `null`.
+fn resolve<'a>(node: &'a Value, schema: &'a Value) -> &'a Value {
+    if let Some(reference) = node["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return resolve(&schema["$defs"][name], schema);
+    }
+    if let Some(branches) = node["anyOf"].as_array() {
+        if let Some(branch) = branches.iter().find(|b| b["type"] != "null") {
+            if branches.len() == 2 {
+                return resolve(branch, schema);
+            }
+        }
+    }
+    node
+}
+
+/// For an object `value` described by `node`, every path to an optional member (at any
+/// depth where the schema names the object's members), with `value` at that path set to
+/// `null`.
+fn nulled_variants(
+    value: &Value,
+    node: &Value,
+    schema: &Value,
+    path: &str,
+    out: &mut Vec<(String, Value)>,
+) {
+    let node = resolve(node, schema);
+    let Value::Object(members) = value else {
+        return;
+    };
+    let Some(properties) = node["properties"].as_object() else {
+        return;
+    };
+    let required: Vec<&str> = node["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (name, property) in properties {
+        let at = format!("{path}.{name}");
+        if !required.contains(&name.as_str()) {
+            let mut nulled = value.clone();
+            nulled[name] = Value::Null;
+            out.push((at.clone(), nulled));
+        }
+        if let Some(inner) = members.get(name) {
+            let mut nested = Vec::new();
+            nulled_variants(inner, property, schema, &at, &mut nested);
+            for (where_, variant) in nested {
+                let mut whole = value.clone();
+                whole[name] = variant;
+                out.push((where_, whole));
+            }
+        }
+    }
+}
+
+/// Every optional field of every method's params accepts an explicit `null` (real clients
+/// send them), at every depth the seeds reach: the top-level fields, `envPolicy`, the
+/// `sandbox` object in both shapes.
+#[test]
+fn every_optional_field_accepts_null() {
+    let schema = protocol_schema();
+    let methods = schema["x-methods"].as_object().expect("x-methods").clone();
+    let mut seeds = seeds();
+    // Both shapes of `sandbox`, with every optional member present so each gets nulled.
+    seeds.push((
+        "fs/writeFile",
+        json!({"path": "/w/a", "dataBase64": "aGk=", "offset": 0, "append": false,
+            "sandbox": {"permissions": {"type": "managed", "network": "restricted",
+                "file_system": {"type": "restricted", "glob_scan_max_depth": 3, "entries": [
+                    {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"}]}},
+            "cwd": "/w", "workspaceRoots": ["/w"], "policyContext": {"cwd": "/w", "workspaceRoots": ["/w"]},
+            "userHomeDir": "/home/u", "windowsSandboxLevel": "disabled",
+            "windowsSandboxPrivateDesktop": false, "windowsSandboxProxySettingsMode": "reconcile",
+            "useLegacyLandlock": false}}),
+    ));
+    seeds.push((
+        "process/start",
+        json!({"processId": "2", "argv": ["true"], "cwd": "/w", "envPolicy": null,
+            "env": {}, "tty": false, "pipeStdin": false, "arg0": "x", "timeoutMs": 10,
+            "enforceManagedNetwork": false, "managedNetwork": null, "networkProxy": null,
+            "sandbox": {"sandboxPolicy": {"type": "read-only"}, "sandboxPolicyCwd": "/w",
+                "fileSystemSandboxPolicy": null, "additionalPermissions": {"network": null,
+                "file_system": {"read": ["/r"], "write": null}}}}),
+    ));
+    let mut checked = 0;
+    for (method, seed) in seeds {
+        let params = &methods[method]["params"];
+        let mut variants = Vec::new();
+        nulled_variants(&seed, params, &schema, method, &mut variants);
+        for (path, variant) in variants {
+            // `sandbox` needs exactly one of these two: nulling the one present leaves no
+            // policy, which is refused on purpose (never read as "no sandbox").
+            if path.ends_with("sandbox.sandboxPolicy") || path.ends_with("sandbox.permissions") {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                decoder_accepts(method, &variant),
+                "{path} is optional, but an explicit null is refused:\n{variant}"
+            );
+        }
+    }
+    assert!(checked > 60, "only {checked} optional fields were checked");
+}

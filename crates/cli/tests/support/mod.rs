@@ -111,6 +111,25 @@ impl ServerProcess {
         kib * 1024
     }
 
+    /// The server's peak resident set size so far (VmHWM), from /proc.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status");
+        kib * 1024
+    }
+
+    /// How many descriptors the server has open.
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read the server's /proc fd")
+            .count()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -52,6 +52,7 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 retained_output_bytes: Some(config.process.retained_output_bytes as u64),
                 max_processes_per_session: Some(config.process.max_processes as u64),
                 max_http_body_bytes: Some(config.http.max_body_bytes),
+                max_stdin_buffered_bytes: Some(config.process.max_stdin_buffered_bytes as u64),
             },
         }),
         environment_info: None,

@@ -39,12 +39,17 @@ pub(crate) struct OutputLog {
     exit: Option<ExitInfo>,
     closed_seq: Option<u64>,
     open_streams: u8,
+    /// The stdin writer still holds the pipe or terminal: close waits for it too, so that
+    /// `closed` means the process holds nothing of ours any more.
+    input_open: bool,
     /// Last seq handed to the live subscriber, if there is one.
     subscriber_cursor: Option<u64>,
 }
 
 impl OutputLog {
-    pub fn new(retention_limit: usize, open_streams: u8) -> Self {
+    /// A log for a process with `open_streams` output streams, and a stdin writer when
+    /// `input_open`.
+    pub fn new(retention_limit: usize, open_streams: u8, input_open: bool) -> Self {
         OutputLog {
             retained: VecDeque::new(),
             retained_bytes: 0,
@@ -54,6 +59,7 @@ impl OutputLog {
             exit: None,
             closed_seq: None,
             open_streams,
+            input_open,
             subscriber_cursor: Some(0),
         }
     }
@@ -91,8 +97,18 @@ impl OutputLog {
         self.maybe_close();
     }
 
+    /// The stdin writer has let go of the pipe or terminal.
+    pub fn input_ended(&mut self) {
+        self.input_open = false;
+        self.maybe_close();
+    }
+
     fn maybe_close(&mut self) {
-        if self.exit.is_some() && self.open_streams == 0 && self.closed_seq.is_none() {
+        if self.exit.is_some()
+            && self.open_streams == 0
+            && !self.input_open
+            && self.closed_seq.is_none()
+        {
             self.closed_seq = Some(self.take_seq());
         }
     }
@@ -254,7 +270,7 @@ mod tests {
 
     #[test]
     fn seqs_are_shared_by_output_exit_and_close() {
-        let mut log = OutputLog::new(1024, 2);
+        let mut log = OutputLog::new(1024, 2, false);
         out(&mut log, 1);
         log.push_output(OutputStream::Stderr, Bytes::from_static(b"e"));
         log.record_exit(7, None, false);
@@ -280,7 +296,7 @@ mod tests {
 
     #[test]
     fn eviction_reports_first_retained_seq_and_spares_undelivered() {
-        let mut log = OutputLog::new(10, 2);
+        let mut log = OutputLog::new(10, 2, false);
         for _ in 0..5 {
             out(&mut log, 4);
         }
@@ -298,7 +314,7 @@ mod tests {
 
     #[test]
     fn mentions_any_joins_chunks_of_one_stream_and_ignores_case() {
-        let mut log = OutputLog::new(1 << 20, 2);
+        let mut log = OutputLog::new(1 << 20, 2, false);
         log.push_output(
             OutputStream::Stderr,
             Bytes::from_static(b"sh: /x: Read-only "),
@@ -313,7 +329,7 @@ mod tests {
 
     #[test]
     fn max_bytes_never_splits_and_always_returns_one_chunk() {
-        let mut log = OutputLog::new(1 << 20, 2);
+        let mut log = OutputLog::new(1 << 20, 2, false);
         log.drop_subscriber();
         out(&mut log, 10);
         out(&mut log, 10);

@@ -33,8 +33,9 @@ const SUBSCRIBER_WINDOW_BYTES: usize = 512 * 1024;
 /// How long the exit event waits for the output streams to end (see `wait_for_exit`).
 const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
 
-/// Pending stdin writes per process before `write` waits for the child to read.
-const STDIN_QUEUE_CHUNKS: usize = 1024;
+/// What one queued stdin operation counts against `max_stdin_buffered_bytes` at least, so
+/// that a flood of empty writes is bounded too.
+const STDIN_OP_COST: usize = 64;
 
 /// The signals `signal` accepts, by name (also accepted without the `SIG` prefix).
 const SIGNALS: &[(&str, libc::c_int)] = &[
@@ -102,12 +103,23 @@ fn looks_denied(
 const PTY_EOF: u8 = 0x04;
 
 /// Work for a process's stdin writer task, applied in queue order.
+#[derive(Debug)]
 enum StdinOp {
     Data(Bytes),
     /// Pipes: close the pipe. PTY: type end-of-file.
     Close,
     /// PTY only: set the window size.
     Resize(pty_process::Size),
+}
+
+impl StdinOp {
+    /// What this operation counts against the queue's byte limit.
+    fn cost(&self) -> usize {
+        match self {
+            StdinOp::Data(bytes) => bytes.len().max(STDIN_OP_COST),
+            StdinOp::Close | StdinOp::Resize(_) => STDIN_OP_COST,
+        }
+    }
 }
 
 /// Where a stdin writer task writes.
@@ -132,6 +144,10 @@ pub struct ProcessConfig {
     pub exited_retention: Duration,
     /// Most processes (running or retained) in this table at once.
     pub max_processes: usize,
+    /// Bytes of stdin a process may have queued (written by clients, not yet read by the
+    /// child) before further writes are refused (`maxStdinBufferedBytes`). A write to an
+    /// empty queue is always taken, so the bound is this plus one message.
+    pub max_stdin_buffered_bytes: usize,
     /// Notified of every process group, if set.
     pub group_watcher: Option<Arc<dyn GroupWatcher>>,
     /// Runs starts that carry a `sandbox`. `None`: such starts are refused.
@@ -144,6 +160,7 @@ impl Default for ProcessConfig {
             retained_output_bytes: 1024 * 1024,
             exited_retention: Duration::from_secs(30),
             max_processes: 1024,
+            max_stdin_buffered_bytes: 8 * 1024 * 1024,
             group_watcher: None,
             sandbox: None,
         }
@@ -175,14 +192,33 @@ struct ManagedProcess {
     changed: watch::Sender<()>,
     /// Bumped when the subscriber takes an event or goes away: wakes paused output readers.
     delivered: watch::Sender<()>,
-    /// The writer task's queue: stdin data, close, and (PTY) resizes, in call order.
-    stdin: Option<mpsc::Sender<StdinOp>>,
-    /// Set by `close_stdin`: later writes report `stdinClosed`.
+    /// The writer task's queue: stdin data, close, and (PTY) resizes, in call order. Taken
+    /// (dropped) when the process exits, so the writer finishes and lets go of the pipe or
+    /// the terminal.
+    stdin: Mutex<Option<mpsc::UnboundedSender<StdinOp>>>,
+    /// What is queued and not yet written, and whether writes are being refused for it.
+    stdin_buffer: Mutex<StdinBuffer>,
+    /// Set by `close_stdin`, and at the exit: later writes report `stdinClosed`.
     stdin_closed: AtomicBool,
+    /// Turned true at the exit: the writer stops, even in the middle of a write that a
+    /// descendant will never read.
+    stdin_release: watch::Sender<bool>,
     tty: bool,
     /// `pid` is a sandbox launcher, whose pid namespace holds the command and everything
     /// it starts: it may outlive the command's exit, and killing it kills them all.
     sandboxed: bool,
+}
+
+/// The accounting of a process's queued stdin.
+#[derive(Debug, Default)]
+struct StdinBuffer {
+    /// Bytes queued and not yet written to the child (each operation counting at least
+    /// [`STDIN_OP_COST`]).
+    queued: usize,
+    /// A write was refused for the limit: later writes are refused too until the queue is
+    /// empty, so that a client that pipelines writes and sends the refused ones again never
+    /// gets them reordered.
+    refusing: bool,
 }
 
 struct ProcessState {
@@ -222,16 +258,61 @@ impl ManagedProcess {
         true
     }
 
-    /// Queues `op` behind every earlier stdin operation. False when the writer is gone.
-    async fn queue_stdin(&self, op: StdinOp) -> bool {
-        let Some(stdin) = &self.stdin else {
+    /// Queues `op` behind every earlier stdin operation, at once (the queue is bounded by
+    /// bytes, in `write`). False when the writer is gone.
+    fn queue_stdin(&self, op: StdinOp) -> bool {
+        let cost = op.cost();
+        let stdin = self.stdin.lock().expect("stdin lock poisoned");
+        let Some(stdin) = stdin.as_ref() else {
             return false;
         };
-        // Operations on one process must reach it in call order. Tokio's cooperative budget
-        // can make a send yield even when the queue has room, letting a later call overtake;
-        // `unconstrained` opts out, so a send either completes now or waits in the channel's
-        // FIFO of waiting senders.
-        tokio::task::unconstrained(stdin.send(op)).await.is_ok()
+        self.stdin_buffer
+            .lock()
+            .expect("stdin lock poisoned")
+            .queued += cost;
+        if stdin.send(op).is_err() {
+            self.stdin_written(cost);
+            return false;
+        }
+        true
+    }
+
+    /// Takes `data` into the stdin queue, unless that would take the queue over `limit`.
+    fn queue_stdin_data(&self, data: Bytes, limit: usize) -> Result<bool, ProcessError> {
+        let cost = data.len().max(STDIN_OP_COST);
+        {
+            let mut buffer = self.stdin_buffer.lock().expect("stdin lock poisoned");
+            if buffer.queued > 0 && (buffer.refusing || buffer.queued + cost > limit) {
+                buffer.refusing = true;
+                return Err(ProcessError::LimitExceeded {
+                    limit: crate::process::STDIN_LIMIT,
+                    message: format!(
+                        "the process has {} bytes of stdin queued that it has not read, and \
+                         this write of {} bytes would take it over the limit of {limit} bytes \
+                         (maxStdinBufferedBytes); nothing was written: send it again once the \
+                         process has read its input",
+                        buffer.queued,
+                        data.len()
+                    ),
+                });
+            }
+            buffer.refusing = false;
+        }
+        Ok(self.queue_stdin(StdinOp::Data(data)))
+    }
+
+    /// The writer has written (or dropped) an operation of `cost`.
+    fn stdin_written(&self, cost: usize) {
+        let mut buffer = self.stdin_buffer.lock().expect("stdin lock poisoned");
+        buffer.queued = buffer.queued.saturating_sub(cost);
+    }
+
+    /// At the exit: writes answer `stdinClosed` from now on, and the writer lets go of the
+    /// pipe or terminal once it has nothing left it can write.
+    fn release_stdin(&self) {
+        self.stdin_closed.store(true, Ordering::SeqCst);
+        self.stdin.lock().expect("stdin lock poisoned").take();
+        self.stdin_release.send_replace(true);
     }
 }
 
@@ -322,6 +403,7 @@ impl ProcessBackend for ProcessTable {
             return Err(ProcessError::EmptyArgv);
         }
         refuse_unenforced_network(&params)?;
+        check_environment(&params)?;
         let id = params.process_id.clone();
         {
             let mut slots = self.shared.slots();
@@ -463,7 +545,8 @@ impl ProcessBackend for ProcessTable {
         if process.stdin_closed.load(Ordering::SeqCst) {
             return Ok(WriteStatus::StdinClosed);
         }
-        if process.queue_stdin(StdinOp::Data(chunk)).await {
+        let limit = self.shared.config.max_stdin_buffered_bytes;
+        if process.queue_stdin_data(chunk, limit)? {
             Ok(WriteStatus::Accepted)
         } else {
             Ok(WriteStatus::StdinClosed)
@@ -490,7 +573,7 @@ impl ProcessBackend for ProcessTable {
         if !process.stdin_closed.swap(true, Ordering::SeqCst) {
             // A writer that is already gone (the child closed its stdin or exited) leaves
             // nothing to close.
-            process.queue_stdin(StdinOp::Close).await;
+            process.queue_stdin(StdinOp::Close);
         }
         Ok(())
     }
@@ -534,11 +617,21 @@ impl ProcessBackend for ProcessTable {
         }
         // Queued with the writes, so input written before the resize is typed at the old
         // size. A writer that is gone means the terminal is gone: nothing to resize.
-        process
-            .queue_stdin(StdinOp::Resize(pty_process::Size::new(rows, cols)))
-            .await;
+        process.queue_stdin(StdinOp::Resize(pty_process::Size::new(rows, cols)));
         Ok(())
     }
+}
+
+/// Names and values the kernel would pass on as something else (`A=B` becomes `A` with a
+/// value starting `B=`, an empty name an entry `=x`) or not at all (NUL) are refused.
+fn check_environment(params: &StartParams) -> Result<(), ProcessError> {
+    let set = params.env_policy.iter().flat_map(|p| &p.set);
+    for (name, value) in params.env.iter().chain(set) {
+        if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(ProcessError::InvalidEnvironment(name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// `enforceManagedNetwork` and `networkProxy` ask for a network proxy this server does not
@@ -642,7 +735,7 @@ fn launch(
     sandbox_status: Option<OwnedFd>,
 ) -> io::Result<Arc<ManagedProcess>> {
     let retention = table.config.retained_output_bytes;
-    let (stdin_tx, stdin_rx) = mpsc::channel::<StdinOp>(STDIN_QUEUE_CHUNKS);
+    let (stdin_tx, stdin_rx) = mpsc::unbounded_channel::<StdinOp>();
     // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and unchanged for the
     // AsyncFd's whole life.
     let pidfd = unsafe { AsyncFd::register(spawned.pidfd) }.map_err(io::Error::from)?;
@@ -650,13 +743,16 @@ fn launch(
         Arc::new(ManagedProcess {
             pid: spawned.pid,
             state: Mutex::new(ProcessState {
-                log: OutputLog::new(retention, streams),
+                log: OutputLog::new(retention, streams, has_stdin),
                 reaped: false,
             }),
             changed: watch::Sender::new(()),
             delivered: watch::Sender::new(()),
-            stdin: has_stdin.then(|| stdin_tx.clone()),
-            stdin_closed: AtomicBool::new(false),
+            stdin: Mutex::new(has_stdin.then(|| stdin_tx.clone())),
+            stdin_buffer: Mutex::new(StdinBuffer::default()),
+            // Without a writable stdin, writes report `stdinClosed` from the start.
+            stdin_closed: AtomicBool::new(!has_stdin),
+            stdin_release: watch::Sender::new(false),
             tty,
             sandboxed: sandbox_status.is_some(),
         })
@@ -676,7 +772,11 @@ fn launch(
             tokio::spawn(read_output(process.clone(), stdout, OutputStream::Stdout));
             tokio::spawn(read_output(process.clone(), stderr, OutputStream::Stderr));
             if let Some(stdin) = stdin {
-                tokio::spawn(write_stdin(StdinSink::Pipe(stdin), stdin_rx));
+                tokio::spawn(write_stdin(
+                    process.clone(),
+                    StdinSink::Pipe(stdin),
+                    stdin_rx,
+                ));
             }
             process
         }
@@ -685,7 +785,11 @@ fn launch(
             let (reader, writer) = master.into_split();
             let process = make(1, true, true);
             tokio::spawn(read_output(process.clone(), reader, OutputStream::Pty));
-            tokio::spawn(write_stdin(StdinSink::Pty(writer), stdin_rx));
+            tokio::spawn(write_stdin(
+                process.clone(),
+                StdinSink::Pty(writer),
+                stdin_rx,
+            ));
             process
         }
     };
@@ -747,10 +851,38 @@ async fn write_all(writer: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::
 
 /// Applies a process's stdin operations in order. Returning drops the queue, so later
 /// writes report stdinClosed.
-async fn write_stdin(mut sink: StdinSink, mut ops: mpsc::Receiver<StdinOp>) {
+async fn write_stdin(
+    process: Arc<ManagedProcess>,
+    sink: StdinSink,
+    mut ops: mpsc::UnboundedReceiver<StdinOp>,
+) {
+    let mut release = process.stdin_release.subscribe();
+    // The exit ends the writer even in the middle of a write that a descendant holding the
+    // pipe will never read (the data is discarded: the process it was for has exited).
+    let _ = tokio::select! {
+        () = apply_stdin_ops(&process, sink, &mut ops) => {},
+        _ = release.wait_for(|released| *released) => {},
+    };
+    // Whatever is still queued is dropped.
+    while let Ok(op) = ops.try_recv() {
+        process.stdin_written(op.cost());
+    }
+    process.stdin_closed.store(true, Ordering::SeqCst);
+    process.state().log.input_ended();
+    process.changed.send_replace(());
+}
+
+/// Applies a process's stdin operations in order, until the queue closes (the exit) or the
+/// child stops reading (closed its stdin, or the terminal is gone).
+async fn apply_stdin_ops(
+    process: &ManagedProcess,
+    mut sink: StdinSink,
+    ops: &mut mpsc::UnboundedReceiver<StdinOp>,
+) {
     // Whether the terminal's current input line is empty (PTY only).
     let mut at_line_start = true;
     while let Some(op) = ops.recv().await {
+        let cost = op.cost();
         let written = match (&mut sink, op) {
             (StdinSink::Pipe(pipe), StdinOp::Data(chunk)) => write_all(pipe, &chunk).await,
             (StdinSink::Pty(pty), StdinOp::Data(chunk)) => {
@@ -760,7 +892,10 @@ async fn write_stdin(mut sink: StdinSink, mut ops: mpsc::Receiver<StdinOp>) {
                 write_all(pty, &chunk).await
             }
             // Dropping the write end is the end of file the child reads.
-            (StdinSink::Pipe(_), StdinOp::Close) => return,
+            (StdinSink::Pipe(_), StdinOp::Close) => {
+                process.stdin_written(cost);
+                return;
+            }
             (StdinSink::Pty(pty), StdinOp::Close) => {
                 // In canonical mode ^D ends the input only on an empty line; on a partial
                 // line it hands that line over, and a second ^D then ends the input, as when
@@ -781,6 +916,7 @@ async fn write_stdin(mut sink: StdinSink, mut ops: mpsc::Receiver<StdinOp>) {
             // `resize` refuses processes without a terminal before queueing.
             (StdinSink::Pipe(_), StdinOp::Resize(_)) => Ok(()),
         };
+        process.stdin_written(cost);
         if written.is_err() {
             // The child closed its stdin (or the terminal is gone).
             return;
@@ -850,6 +986,7 @@ async fn wait_for_exit(
         Some(exit) => {
             drain_output(&process).await;
             record_command_exit(&process, &exit);
+            process.release_stdin();
             process.changed.send_replace(());
             let launcher = process.clone();
             tokio::spawn(async move {
@@ -872,6 +1009,7 @@ async fn wait_for_exit(
                     && looks_denied(exit_code, signal, || state.log.mentions_any(DENIAL_WORDS));
                 state.log.record_exit(exit_code, signal, denied);
             }
+            process.release_stdin();
             process.changed.send_replace(());
             drop(pidfd);
         }
