@@ -44,6 +44,14 @@ both_targets! {
     sandbox_denied_is_reported => super::sandbox_denied_is_reported;
     missing_mechanism_refuses_and_spawns_nothing => super::missing_mechanism_refuses_and_spawns_nothing;
     policies_it_cannot_enforce_are_refused => super::policies_it_cannot_enforce_are_refused;
+    server_port_stays_closed_to_other_protocols => super::server_port_stays_closed_to_other_protocols;
+    gitdir_of_a_git_file_is_protected => super::gitdir_of_a_git_file_is_protected;
+    protected_names_created_by_background_children_are_removed => super::protected_names_created_by_background_children_are_removed;
+    paths_to_protected_things_cannot_be_swapped => super::paths_to_protected_things_cannot_be_swapped;
+    planted_symlinks_refuse_the_launch => super::planted_symlinks_refuse_the_launch;
+    machine_wide_proc_stays_read_only => super::machine_wide_proc_stays_read_only;
+    inherited_descriptors_do_not_reach_the_command => super::inherited_descriptors_do_not_reach_the_command;
+    huge_policies_are_refused_quickly => super::huge_policies_are_refused_quickly;
 }
 
 /// True when the machine can run the process sandbox; otherwise fails under CI or warns and
@@ -1297,4 +1305,373 @@ async fn codex_0171_sandboxed_requests_replay() {
             );
         }
     }
+}
+
+/// Landlock's TCP port rules see plain TCP connects only: with the network enabled, an
+/// MPTCP socket or a TCP Fast Open `sendto` would reach the server's port without them. Both
+/// are refused, while plain TCP to other ports still works.
+async fn server_port_stays_closed_to_other_protocols(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = listener.local_addr().unwrap().port();
+    let server_port = match &t.server {
+        Some(server) => server.url.rsplit(':').next().unwrap().to_owned(),
+        None => {
+            // Locally there is no server; close a port of our own the same way.
+            drop(t);
+            return server_port_stays_closed_locally(other_port).await;
+        }
+    };
+    let fixture = Fixture::new();
+    let probe = |port: &str| {
+        format!(
+            "import socket\n\
+             def attempt(name, make):\n\
+             \x20   try:\n\
+             \x20       make(); print(name, 'connected')\n\
+             \x20   except OSError as e: print(name, 'refused', e.errno)\n\
+             def tcp():\n\
+             \x20   s = socket.socket(); s.settimeout(2); s.connect(('127.0.0.1', {port}))\n\
+             def mptcp():\n\
+             \x20   s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); s.settimeout(2)\n\
+             \x20   s.connect(('127.0.0.1', {port}))\n\
+             def fastopen():\n\
+             \x20   s = socket.socket(); s.settimeout(2)\n\
+             \x20   s.sendto(b'GET /healthz HTTP/1.0\\r\\n\\r\\n', 0x20000000, ('127.0.0.1', {port}))\n\
+             \x20   assert s.recv(100)\n\
+             def sctp():\n\
+             \x20   socket.socket(socket.AF_INET, socket.SOCK_SEQPACKET, 0)\n\
+             for name, make in [('tcp', tcp), ('mptcp', mptcp), ('fastopen', fastopen), ('sctp', sctp)]:\n\
+             \x20   attempt(name, make)\n"
+        )
+    };
+    let run = |port: &str, sandbox: Option<SandboxContext>| {
+        let script = "python3 -c \"$PROBE\"";
+        let mut p = shell(&fixture.ws, script, sandbox);
+        p.env.insert("PROBE".to_owned(), probe(port));
+        p
+    };
+    let confined = t
+        .run(run(
+            &server_port,
+            Some(workspace_write(&fixture.ws, "enabled")),
+        ))
+        .await;
+    for attempt in ["tcp", "mptcp", "fastopen", "sctp"] {
+        assert!(
+            confined.output.contains(&format!("{attempt} refused")),
+            "{attempt}: {confined:?}"
+        );
+    }
+    // The network is on: plain TCP elsewhere connects.
+    let elsewhere = t
+        .run(run(
+            &other_port.to_string(),
+            Some(workspace_write(&fixture.ws, "enabled")),
+        ))
+        .await;
+    assert!(elsewhere.output.contains("tcp connected"), "{elsewhere:?}");
+    // Control: unsandboxed, the server's port answers over plain TCP and MPTCP (Fast Open
+    // needs the client side enabled in the kernel's tcp_fastopen setting).
+    let control = t.run(run(&server_port, None)).await;
+    for attempt in ["tcp connected", "mptcp connected"] {
+        assert!(control.output.contains(attempt), "{attempt}: {control:?}");
+    }
+}
+
+async fn server_port_stays_closed_locally(port: u16) {
+    let footprint = Arc::new(ServerFootprint::default());
+    footprint.set_tcp_ports(vec![port]);
+    let t = Sandboxed {
+        env: Environment::local_with(ProcessConfig {
+            sandbox: Some(local_sandbox(SandboxCaps::probe(), footprint)),
+            ..ProcessConfig::default()
+        }),
+        server: None,
+    };
+    let fixture = Fixture::new();
+    let script = format!(
+        "python3 -c \"import socket\nfor proto in (0, 262):\n  try:\n    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)\n    s.connect(('127.0.0.1', {port})); print(proto, 'connected')\n  except OSError: print(proto, 'refused')\""
+    );
+    let confined = t
+        .run(shell(
+            &fixture.ws,
+            &script,
+            Some(workspace_write(&fixture.ws, "enabled")),
+        ))
+        .await;
+    assert!(
+        confined.output.contains("0 refused") && confined.output.contains("262 refused"),
+        "{confined:?}"
+    );
+    let control = t.run(shell(&fixture.ws, &script, None)).await;
+    assert!(control.output.contains("0 connected"), "{control:?}");
+}
+
+/// A `.git` *file* names the git directory git reads (`--separate-git-dir`, worktrees,
+/// submodules): that directory stays read-only too.
+async fn gitdir_of_a_git_file_is_protected(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let setup = |f: &Fixture| {
+        std::fs::remove_dir_all(f.ws.join(".git")).unwrap();
+        let store = f.ws.join(".gitstore");
+        std::fs::create_dir_all(store.join("hooks")).unwrap();
+        std::fs::write(store.join("config"), GIT_CONFIG).unwrap();
+        std::fs::write(f.ws.join(".git"), format!("gitdir: {}\n", store.display())).unwrap();
+    };
+    let attack = "echo '[core] fsmonitor = evil' >> .gitstore/config; \
+                  echo evil > .gitstore/hooks/post-checkout; echo 'gitdir: /elsewhere' > .git";
+    let (confined, control) = (Fixture::new(), Fixture::new());
+    setup(&confined);
+    setup(&control);
+    let outcome = t
+        .run(shell(
+            &confined.ws,
+            attack,
+            Some(workspace_write(&confined.ws, "restricted")),
+        ))
+        .await;
+    assert!(outcome.sandbox_denied, "{outcome:?}");
+    assert_eq!(
+        std::fs::read(confined.ws.join(".gitstore/config")).unwrap(),
+        GIT_CONFIG
+    );
+    assert!(!confined.ws.join(".gitstore/hooks/post-checkout").exists());
+    assert!(std::fs::read_to_string(confined.ws.join(".git"))
+        .unwrap()
+        .contains(".gitstore"));
+    t.run(shell(&control.ws, attack, None)).await;
+    assert_ne!(
+        std::fs::read(control.ws.join(".gitstore/config")).unwrap(),
+        GIT_CONFIG
+    );
+}
+
+/// A protected name that was missing (and may not be created) is removed whenever it shows
+/// up: when the command exits, and when the sandbox empties, so a background child that
+/// creates it after the command's exit does not keep it either.
+async fn protected_names_created_by_background_children_are_removed(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let strict = profile(
+        &fixture.ws,
+        json!([entry("root", "read"), entry("project_roots", "write")]),
+        "restricted",
+    );
+    let script = "(setsid sh -c 'sleep 0.3; mkdir .codex && echo evil > .codex/config.toml && \
+                  echo created' &); exit 0";
+    let outcome = t.run(shell(&fixture.ws, script, Some(strict))).await;
+    assert!(outcome.output.contains("created"), "{outcome:?}");
+    // The background child has exited (closed came after it let go of stdout); the sandbox
+    // is emptying, and takes .codex with it.
+    within("the sandbox to remove .codex", async {
+        while fixture.ws.join(".codex").exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Directories between a writable root and something protected below it cannot be renamed
+/// while a command runs, so a later launch cannot be made to protect a decoy.
+async fn paths_to_protected_things_cannot_be_swapped(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let fixture = Fixture::new();
+    // The project is below another writable root (as a workspace under /tmp is).
+    let outer = fixture.root.clone();
+    let project = fixture.ws.clone();
+    let nested = |f: &Path| {
+        profile(
+            f,
+            json!([entry("root", "read"), entry("project_roots", "write"),
+                {"path": {"type": "path", "path": uri(&outer)}, "access": "write"},
+                protected(".git")]),
+            "restricted",
+        )
+    };
+    for attempt in [
+        "cd .. && mv ws ws.real && mkdir ws && echo moved",
+        "cd .. && mv ws/.git ws/.git-old && echo moved",
+    ] {
+        let outcome = t
+            .run(shell(&project, attempt, Some(nested(&project))))
+            .await;
+        assert!(!outcome.output.contains("moved"), "{attempt}: {outcome:?}");
+        assert_eq!(
+            std::fs::read(project.join(".git/config")).unwrap(),
+            GIT_CONFIG
+        );
+    }
+    // A server secret inside a writable root: its directory cannot be renamed to read it.
+    let secrets = fixture.ws.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), "s3cret").unwrap();
+    if target == Target::Local {
+        let footprint = Arc::new(ServerFootprint::default());
+        footprint.hide(secrets.join("token"));
+        let local = Sandboxed {
+            env: Environment::local_with(ProcessConfig {
+                sandbox: Some(local_sandbox(SandboxCaps::probe(), footprint)),
+                ..ProcessConfig::default()
+            }),
+            server: None,
+        };
+        let outcome = local
+            .run(shell(
+                &fixture.ws,
+                "cat secrets/token; mv secrets s2 && cat s2/token",
+                Some(workspace_write(&fixture.ws, "restricted")),
+            ))
+            .await;
+        assert!(!outcome.output.contains("s3cret"), "{outcome:?}");
+        assert!(secrets.join("token").exists());
+    }
+}
+
+/// A symlink a sandboxed command could have planted inside a writable tree, on the way to a
+/// writable root or a protected path, refuses the launch instead of redirecting a mount.
+async fn planted_symlinks_refuse_the_launch(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let victim_dir = fixture.outside.clone();
+    // $TMPDIR inside the workspace, replaced by a link to the victim's directory.
+    let tmpdir = fixture.ws.join("tmpd");
+    std::os::unix::fs::symlink(&victim_dir, &tmpdir).unwrap();
+    let mut params = shell(
+        &fixture.ws,
+        &format!("echo owned > {}/victim", victim_dir.display()),
+        Some(workspace_write(&fixture.ws, "restricted")),
+    );
+    params
+        .env
+        .insert("TMPDIR".to_owned(), tmpdir.display().to_string());
+    let err = t.start(params).await.err().expect("refused");
+    let object = err.to_error_object();
+    assert_eq!(object.code, -32602, "{object:?}");
+    assert_eq!(object.data.unwrap()["reason"], "unsupportedSandboxPolicy");
+    fixture.assert_untouched();
+
+    // A project whose path crosses a link inside another writable root.
+    let fixture = Fixture::new();
+    std::os::unix::fs::symlink(&fixture.ws, fixture.root.join("link")).unwrap();
+    let linked = fixture.root.join("link");
+    let sandbox = profile(
+        &linked,
+        json!([entry("root", "read"), entry("project_roots", "write"),
+            {"path": {"type": "path", "path": uri(&fixture.root)}, "access": "write"},
+            protected(".git")]),
+        "restricted",
+    );
+    let err = t
+        .start(shell(&fixture.ws, "true", Some(sandbox)))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.to_error_object().code, -32602);
+}
+
+/// Kernel settings, SysRq and the like change the whole machine: read-only in every policy,
+/// the full-disk ones included (the command's user may be the machine's root).
+async fn machine_wide_proc_stays_read_only(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let script = format!(
+        "echo {host} > /proc/sys/kernel/hostname && echo wrote-sysctl; \
+         echo > /sys/kernel/uevent_helper 2>/dev/null && echo wrote-sys; echo end",
+        host = hostname.trim()
+    );
+    for sandbox in [
+        serde_json::from_value::<SandboxContext>(
+            json!({"permissions": {"type": "external", "network": "restricted"}}),
+        )
+        .unwrap(),
+        workspace_write(&fixture.ws, "restricted"),
+    ] {
+        let outcome = t.run(shell(&fixture.ws, &script, Some(sandbox))).await;
+        assert!(outcome.output.contains("end"), "{outcome:?}");
+        assert!(!outcome.output.contains("wrote"), "{outcome:?}");
+    }
+    // Control: unsandboxed root writes it (the same value back).
+    let control = t.run(shell(&fixture.ws, &script, None)).await;
+    assert!(control.output.contains("wrote-sysctl"), "{control:?}");
+}
+
+/// A descriptor the server inherited without close-on-exec does not reach a sandboxed
+/// command.
+async fn inherited_descriptors_do_not_reach_the_command(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let leaked = if target == Target::Local {
+        // This test process plays the server: a descriptor without close-on-exec.
+        let path =
+            std::ffi::CString::new(fixture.outside.join("victim").display().to_string()).unwrap();
+        // SAFETY: open with a valid path; the descriptor is closed below.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_APPEND) };
+        assert!(fd > 2);
+        Some(fd)
+    } else {
+        None
+    };
+    let outcome = t
+        .run(shell(
+            &fixture.ws,
+            "ls /proc/self/fd | tr '\\n' ' '",
+            Some(workspace_write(&fixture.ws, "restricted")),
+        ))
+        .await;
+    // bash's own, ls's directory, and the standard three: nothing else.
+    let fds: Vec<&str> = outcome.output.split_whitespace().collect();
+    assert!(
+        fds.len() <= 4,
+        "descriptors reached the command: {outcome:?}"
+    );
+    if let Some(fd) = leaked {
+        let write = t
+            .run(shell(
+                &fixture.ws,
+                &format!("echo owned >&{fd}"),
+                Some(workspace_write(&fixture.ws, "restricted")),
+            ))
+            .await;
+        assert_ne!(write.exit_code, 0, "{write:?}");
+        fixture.assert_untouched();
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// A policy with thousands of entries is refused at once (resolution compares entries
+/// pairwise).
+async fn huge_policies_are_refused_quickly(target: Target) {
+    let Some(t) = Sandboxed::new(target).await else {
+        return;
+    };
+    let fixture = Fixture::new();
+    let entries: Vec<Value> = (0..5000)
+        .map(|i| json!({"path": {"type": "path", "path": format!("/p/{i}")}, "access": "read"}))
+        .collect();
+    let sandbox = profile(&fixture.ws, Value::Array(entries), "restricted");
+    let err = t
+        .start(shell(&fixture.ws, "true", Some(sandbox)))
+        .await
+        .err()
+        .expect("refused");
+    let object = err.to_error_object();
+    assert_eq!(object.code, -32602, "{object:?}");
+    assert!(object.message.contains("entries"), "{object:?}");
 }

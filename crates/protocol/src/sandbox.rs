@@ -293,9 +293,10 @@ impl PermissionProfile {
 }
 
 /// "Full-disk write" (reference A.5): `root: write`, and no entry that narrows it. Narrowing
-/// entries: any non-write `path` or `glob_pattern`, `root: deny`, and a non-write
-/// `project_roots`, `tmpdir` or `slash_tmp` entry that no write entry for the same target
-/// shadows. `minimal` and `unknown` never narrow.
+/// entries: any non-write `path` or `glob_pattern`, `root: deny`, any `deny` (stricter than
+/// codex, where a write entry for the same target shadows one, although `deny` wins at equal
+/// depth), and a `read` `project_roots`, `tmpdir` or `slash_tmp` entry that no write entry
+/// for the same target shadows. `minimal` and `unknown` `read` entries never narrow.
 pub fn grants_full_disk_write(entries: &[FileSystemEntry]) -> bool {
     let root_write = entries
         .iter()
@@ -309,13 +310,15 @@ pub fn grants_full_disk_write(entries: &[FileSystemEntry]) -> bool {
             .any(|e| e.access == FileSystemAccess::Write && &e.path == path)
     };
     !entries.iter().any(|e| {
-        if e.access == FileSystemAccess::Write {
-            return false;
+        match e.access {
+            FileSystemAccess::Write => return false,
+            FileSystemAccess::Deny => return true,
+            FileSystemAccess::Read => {}
         }
         match &e.path {
             FileSystemPath::Path { .. } | FileSystemPath::GlobPattern { .. } => true,
             FileSystemPath::Special { value } => match value {
-                SpecialPath::Root => e.access == FileSystemAccess::Deny,
+                SpecialPath::Root => false,
                 SpecialPath::ProjectRoots { .. } | SpecialPath::Tmpdir | SpecialPath::SlashTmp => {
                     !written(&e.path)
                 }

@@ -21,7 +21,7 @@
 use crate::policy::ResolvedPolicy;
 use crate::{ruleset, syscall_filter, view};
 use exec_server_environment::local::{
-    parse_launcher_fds_arg, CommandExit, LaunchFailure, LauncherFds,
+    parse_launcher_fds_arg, CommandExit, LaunchFailure, LauncherFds, StatusLine,
 };
 use exec_server_protocol::sandbox::NetworkPolicy;
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,9 @@ pub fn run_launcher() -> i32 {
         // SAFETY: setting a signal's disposition to ignore has no memory effects.
         unsafe { libc::signal(signal, libc::SIG_IGN) };
     }
+    // Whatever the server inherited and did not mark close-on-exec (from whoever started
+    // it) must not reach the command.
+    close_all_but(&[0, 1, 2, fds.spec, fds.status, fds.launch]);
     // The command must inherit neither: the launch descriptor closes when it executes
     // (which is how the server learns it did), the status one is the init's to write.
     set_cloexec(fds.status);
@@ -129,6 +132,24 @@ pub fn run_launcher() -> i32 {
     }
 }
 
+/// Closes every descriptor of this process but `keep`.
+fn close_all_but(keep: &[RawFd]) {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from: libc::c_uint = 0;
+    for &fd in &keep {
+        let fd = fd as libc::c_uint;
+        if fd > from {
+            // SAFETY: close_range closes descriptors; nothing of ours is in the range.
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+        }
+        from = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0) };
+}
+
 fn set_cloexec(fd: RawFd) {
     // SAFETY: fcntl on an inherited descriptor.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -140,6 +161,26 @@ fn read_spec(fd: RawFd) -> io::Result<LaunchSpec> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     serde_json::from_slice(&bytes).map_err(io::Error::other)
+}
+
+/// A view that could not be built: a policy the disk does not let us enforce is the
+/// policy's problem, anything else the machine's.
+fn view_failure(error: view::ViewError) -> Failure {
+    match error {
+        view::ViewError::Unenforceable(message) => {
+            Failure::new("unsupportedSandboxPolicy", message)
+        }
+        other => Failure::new(
+            "sandboxSetupFailed",
+            format!("building the sandbox's view of the filesystem: {other}"),
+        ),
+    }
+}
+
+fn write_status(fd: RawFd, line: &StatusLine) {
+    let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+    bytes.push(b'\n');
+    write_fd(fd, &bytes);
 }
 
 fn report(fd: RawFd, failure: &Failure) {
@@ -160,12 +201,13 @@ fn write_fd(fd: RawFd, bytes: &[u8]) {
 /// The launcher's part: namespaces, the view, then the init; returns when the init ends.
 fn launch(spec: &LaunchSpec, fds: LauncherFds) -> Result<i32, Failure> {
     enter_namespaces(spec.network)?;
-    let view = view::build(spec.policy.as_ref(), &spec.hidden, spec.tty).map_err(|e| {
-        Failure::new(
-            "sandboxSetupFailed",
-            format!("building the sandbox's view of the filesystem: {e}"),
-        )
-    })?;
+    let view = view::build(spec.policy.as_ref(), &spec.hidden, spec.tty).map_err(view_failure)?;
+    if !view.uncreatable.is_empty() {
+        write_status(
+            fds.status,
+            &StatusLine::Uncreatable(view.uncreatable.clone()),
+        );
+    }
     let (lifeline_read, lifeline_write) = pipe()?;
     // SAFETY: the child only calls async-signal-safe functions until it is the init (this
     // process has a single thread, so anything else would be safe too).
@@ -314,7 +356,16 @@ fn run_init(spec: &LaunchSpec, fds: LauncherFds, view: &view::BuiltView, lifelin
         return 1;
     }
     drop(lifeline);
-    view::mount_private_proc();
+    if let Err(e) = view::mount_private_proc() {
+        report(
+            fds.launch,
+            &Failure::new(
+                "sandboxSetupFailed",
+                format!("mounting the sandbox's /proc: {e}"),
+            ),
+        );
+        return 1;
+    }
     // SAFETY: single-threaded: the child may do anything.
     let command = unsafe { libc::fork() };
     if command == -1 {
@@ -355,14 +406,15 @@ fn run_init(spec: &LaunchSpec, fds: LauncherFds, view: &view::BuiltView, lifelin
                     wait_status: status,
                     removed,
                 };
-                let mut line = serde_json::to_vec(&exit).unwrap_or_default();
-                line.push(b'\n');
-                write_fd(fd, &line);
+                write_status(fd, &StatusLine::Exited(exit));
                 // SAFETY: our own descriptor, written once.
                 unsafe { libc::close(fd) };
             }
         }
     }
+    // The sandbox is empty: what a background child created after the command's exit goes
+    // too. (If the sandbox is killed instead, the server sweeps once the launcher is gone.)
+    remove_uncreatable(&view.uncreatable);
     0
 }
 
@@ -542,19 +594,21 @@ fn run_probe() -> i32 {
         return fail(failure);
     }
     if let Err(e) = view::build(spec.policy.as_ref(), &[], false) {
-        return fail(Failure::new(
-            "sandboxSetupFailed",
-            format!("building the sandbox's view of the filesystem: {e}"),
-        ));
+        return fail(view_failure(e));
     }
     // SAFETY: single-threaded.
     match unsafe { libc::fork() } {
         -1 => fail(Failure::new("sandboxSetupFailed", "cannot fork")),
         0 => {
-            let proc = view::mount_private_proc();
-            let code = match lock_down_command(&spec) {
-                Ok(()) => i32::from(!proc) * 3,
-                Err(failure) => fail(failure),
+            let code = match view::mount_private_proc() {
+                Err(e) => fail(Failure::new(
+                    "sandboxSetupFailed",
+                    format!("mounting /proc: {e}"),
+                )),
+                Ok(private_proc) => match lock_down_command(&spec) {
+                    Ok(()) => i32::from(!private_proc) * 3,
+                    Err(failure) => fail(failure),
+                },
             };
             // SAFETY: leaving the forked child.
             unsafe { libc::_exit(code) }

@@ -39,6 +39,15 @@ pub const PLATFORM_READ_DEFAULTS: [&str; 10] = [
     "/run/current-system/sw",
 ];
 
+/// Most entries a permission profile may have (codex sends eight). Resolution compares
+/// entries pairwise, and a sandbox mounts one thing per entry: a bound keeps a crafted
+/// policy from costing seconds.
+pub const MAX_ENTRIES: usize = 1024;
+
+/// Most paths the entries may resolve to (an entry under `project_roots` yields one per
+/// workspace root).
+pub const MAX_RESOLVED_PATHS: usize = 4096;
+
 /// A policy as the enforcers see it: concrete paths, lexically normalized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedPolicy {
@@ -305,6 +314,12 @@ fn resolve_profile(
     } else {
         project_roots
     };
+    if entries.len() > MAX_ENTRIES {
+        return Err(PolicyError::new(format!(
+            "sandbox: {} file system entries, more than the {MAX_ENTRIES} this server takes",
+            entries.len()
+        )));
+    }
     let mut grants = Vec::new();
     for entry in entries {
         for path in resolve_entry_path(entry, &project_roots, home.as_deref(), place)? {
@@ -313,6 +328,11 @@ fn resolve_profile(
                 access: entry.access,
                 skip_while_missing: entry.missing_path_behavior == Some(MissingPathBehavior::Skip),
             });
+        }
+        if grants.len() > MAX_RESOLVED_PATHS {
+            return Err(PolicyError::new(format!(
+                "sandbox: the entries name more than {MAX_RESOLVED_PATHS} paths"
+            )));
         }
     }
     policy_from_grants(&grants, network)
@@ -359,6 +379,13 @@ fn resolve_entry_path(
                     });
                 }
                 paths
+            }
+            // Codex ignores these. Ignoring a `deny` would grant more than asked, though.
+            SpecialPath::Unknown { .. } if entry.access == FileSystemAccess::Deny => {
+                return Err(PolicyError::new(
+                    "sandbox: a deny entry for a special path of kind `unknown` cannot be \
+                     enforced",
+                ))
             }
             SpecialPath::Unknown { .. } => Vec::new(),
         },

@@ -16,10 +16,6 @@ use exec_server_protocol::sandbox::{NetworkPolicy, SandboxContext};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
-/// Environment variables that carry the server's secrets: a sandboxed command never gets
-/// them, whatever `envPolicy` or `env` say.
-pub const SERVER_SECRET_VARIABLES: [&str; 1] = ["EXEC_SERVER_TOKEN"];
-
 /// What a sandboxed command must not reach of the server that runs it. Filled in by `serve`
 /// once it has bound its listener.
 #[derive(Debug, Default)]
@@ -165,6 +161,45 @@ impl CommandSandbox {
     }
 }
 
+/// Removes `path` (a physical path) if something is there now: a protected name a sandboxed
+/// command created although the policy forbids it. Its parent is reached without following
+/// any symlink, and the entry itself is never followed, so this only ever removes what is
+/// at that very place.
+fn remove_created(path: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(false);
+    };
+    let dir = match rfs::openat2(
+        rfs::CWD,
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    ) {
+        Ok(dir) => dir,
+        Err(rustix::io::Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let stat = match rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(rustix::io::Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory {
+        // Through the descriptor: std's remove_dir_all never follows a link inside.
+        let through = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        ))
+        .join(name);
+        std::fs::remove_dir_all(through)?;
+    } else {
+        rfs::unlinkat(&dir, name, AtFlags::empty())?;
+    }
+    Ok(true)
+}
+
 impl ProcessSandbox for CommandSandbox {
     fn prepare(
         &self,
@@ -223,10 +258,8 @@ impl ProcessSandbox for CommandSandbox {
         } else {
             Vec::new()
         };
-        let mut env = command.env.clone();
-        for name in SERVER_SECRET_VARIABLES {
-            env.remove(name);
-        }
+        // (The table has removed the server's secrets from it.)
+        let env = command.env.clone();
         let spec = LaunchSpec {
             argv: command.argv.clone(),
             arg0: command.arg0.clone(),
@@ -247,6 +280,14 @@ impl ProcessSandbox for CommandSandbox {
             args: vec![LAUNCHER_ARG.into()],
             spec,
         })
+    }
+
+    fn sweep(&self, uncreatable: &[PathBuf]) -> Vec<PathBuf> {
+        uncreatable
+            .iter()
+            .filter(|path| remove_created(path).unwrap_or(false))
+            .cloned()
+            .collect()
     }
 
     fn mechanisms(&self) -> Vec<String> {

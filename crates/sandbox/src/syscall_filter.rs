@@ -188,16 +188,31 @@ pub fn install() -> Result<(), FilterError> {
     Ok(())
 }
 
-/// The syscalls a sandboxed command never gets: tracing other processes or their memory, and
-/// io_uring.
-const COMMAND_DENIED: [i64; 6] = [
+/// The syscalls a sandboxed command never gets: tracing other processes or their memory,
+/// io_uring (it makes sockets and connections without the calls filtered here), and BPF.
+const COMMAND_DENIED: [i64; 7] = [
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
     libc::SYS_io_uring_setup,
     libc::SYS_io_uring_enter,
     libc::SYS_io_uring_register,
+    libc::SYS_bpf,
 ];
+
+/// The IP protocols a sandboxed command with the network enabled may open sockets of: the
+/// default (0) and explicit TCP, UDP and ICMP (ping). Landlock's TCP port rules, which keep
+/// the server's own port closed, see only plain TCP connects: an MPTCP socket (262) reaches a
+/// TCP listener without them, so every protocol not listed is refused.
+const IP_PROTOCOLS_ALLOWED: [u64; 5] = [0, 1, 6, 17, 58];
+
+/// Socket types other than stream and datagram (raw, reliable datagram, sequenced packet,
+/// which may mean SCTP, DCCP, packet): refused for IP sockets.
+const IP_SOCKET_TYPES_REFUSED: [u64; 5] = [3, 4, 5, 6, 10];
+
+/// `MSG_FASTOPEN`: `sendto`/`sendmsg` with it connects a TCP socket without `connect()`,
+/// and so without Landlock's port rules.
+const MSG_FASTOPEN: u64 = 0x2000_0000;
 
 /// With the network restricted, these fail whatever the socket (codex's set).
 const COMMAND_NETWORK_DENIED: [i64; 13] = [
@@ -235,6 +250,52 @@ pub fn command_filter(network: NetworkPolicy) -> Result<BpfProgram, FilterError>
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl);
+    if network == NetworkPolicy::Enabled {
+        let mut socket_rules = Vec::new();
+        for domain in [libc::AF_INET as u64, libc::AF_INET6 as u64] {
+            let is_domain =
+                || SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, domain);
+            // Any protocol not allowed.
+            let mut conditions = vec![is_domain()?];
+            for protocol in IP_PROTOCOLS_ALLOWED {
+                conditions.push(SeccompCondition::new(
+                    2,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Ne,
+                    protocol,
+                )?);
+            }
+            socket_rules.push(SeccompRule::new(conditions)?);
+            // Any type but stream and datagram (the type's low bits; the rest are flags).
+            for kind in IP_SOCKET_TYPES_REFUSED {
+                socket_rules.push(SeccompRule::new(vec![
+                    is_domain()?,
+                    SeccompCondition::new(
+                        1,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::MaskedEq(0xf),
+                        kind,
+                    )?,
+                ])?);
+            }
+        }
+        rules.insert(libc::SYS_socket, socket_rules);
+        for (nr, flags_arg) in [
+            (libc::SYS_sendto, 3),
+            (libc::SYS_sendmsg, 2),
+            (libc::SYS_sendmmsg, 3),
+        ] {
+            rules.insert(
+                nr,
+                vec![SeccompRule::new(vec![SeccompCondition::new(
+                    flags_arg,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(MSG_FASTOPEN),
+                    MSG_FASTOPEN,
+                )?])?],
+            );
+        }
+    }
     if network == NetworkPolicy::Restricted {
         rules.extend(
             COMMAND_NETWORK_DENIED

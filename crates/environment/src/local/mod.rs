@@ -16,6 +16,6 @@ pub use fs_sandbox::{FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
 pub use http::{HttpConfig, ReqwestHttpClient};
 pub use process_sandbox::{
     launcher_fds_arg, parse_launcher_fds_arg, CommandExit, CommandSpec, LaunchFailure, LauncherFds,
-    ProcessSandbox, SandboxLaunch, SandboxRefusal,
+    ProcessSandbox, SandboxLaunch, SandboxRefusal, StatusLine,
 };
-pub use process_table::{GroupWatcher, ProcessConfig, ProcessTable};
+pub use process_table::{GroupWatcher, ProcessConfig, ProcessTable, SERVER_SECRET_VARIABLES};

@@ -4,13 +4,14 @@
 //! one of `exec-server-sandbox`), which refuses it or prepares a [`SandboxLaunch`]: a
 //! launcher program that the spawner runs in place of the command, with an empty environment
 //! and the command's stdio. The launcher builds the sandbox, runs the command inside, and
-//! talks back over three descriptors, whose protocol is defined here so that both sides
-//! share it:
+//! talks back over three inherited descriptors, whose numbers it gets as its last argument
+//! ([`launcher_fds_arg`]) and whose protocol is defined here so that both sides share it:
 //!
-//! - [`SPEC_FD`]: the launch spec (opaque to this crate), readable from offset 0;
-//! - [`LAUNCH_FD`]: at most one [`LaunchFailure`] line. End of file without one means the
-//!   command was executed (the descriptor is close-on-exec in the command);
-//! - [`STATUS_FD`]: one [`CommandExit`] line when the command exits. End of file without one
+//! - spec: the launch spec (opaque to this crate), readable from offset 0;
+//! - launch: at most one [`LaunchFailure`] line. End of file without one means the command
+//!   was executed (the descriptor is close-on-exec in the command);
+//! - status: [`StatusLine`]s: what the sandbox must keep from being created (once the
+//!   sandbox is built), then the command's exit when it exits. End of file without an exit
 //!   means the launcher died first (killed), and its own wait status stands for the
 //!   command's.
 //!
@@ -95,9 +96,14 @@ pub trait ProcessSandbox: Send + Sync + std::fmt::Debug {
     /// The mechanisms sandboxed processes run under on this machine (for `capabilities` and
     /// the logs); empty when every sandboxed start is refused.
     fn mechanisms(&self) -> Vec<String>;
+
+    /// Once a sandbox has ended (its launcher reaped, whether or not its init could clean up),
+    /// removes what it created of `uncreatable` (as the launcher reported them). Returns what
+    /// was removed. Blocking.
+    fn sweep(&self, uncreatable: &[PathBuf]) -> Vec<PathBuf>;
 }
 
-/// What the launcher writes on [`LAUNCH_FD`] when the command could not be started.
+/// What the launcher writes on the launch descriptor when the command could not be started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "camelCase")]
 pub enum LaunchFailure {
@@ -108,7 +114,19 @@ pub enum LaunchFailure {
     Exec { errno: i32 },
 }
 
-/// What the launcher writes on [`STATUS_FD`] when the command exits.
+/// One line on the status descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StatusLine {
+    /// The sandbox is built; these protected paths were missing and may not be created (the
+    /// init removes them when the command exits and when the sandbox empties; the server
+    /// once more when the launcher is gone).
+    Uncreatable(Vec<PathBuf>),
+    /// The command exited.
+    Exited(CommandExit),
+}
+
+/// What the launcher reports when the command exits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExit {

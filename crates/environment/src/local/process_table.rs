@@ -19,10 +19,11 @@ use tokio::sync::{mpsc, watch};
 use super::child_env::child_environment;
 use super::output_log::OutputLog;
 use super::process_sandbox::{
-    CommandExit, CommandSpec, LaunchFailure, ProcessSandbox, SandboxLaunch,
+    CommandExit, CommandSpec, LaunchFailure, ProcessSandbox, SandboxLaunch, StatusLine,
 };
 use super::spawn::{self, ChildIo, Launcher, LauncherChannels, SpawnRequest, StdioMode};
 use crate::process::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents, StartedProcess};
+use std::path::PathBuf;
 
 /// Largest output chunk read from a child at once.
 pub const OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
@@ -64,6 +65,10 @@ fn signal_number(name: &str) -> Option<libc::c_int> {
         .find(|(n, _)| *n == full)
         .map(|(_, number)| *number)
 }
+
+/// Environment variables that carry the server's secrets: a sandboxed command never gets
+/// them, whatever `envPolicy` or `env` say, and whatever its policy.
+pub const SERVER_SECRET_VARIABLES: [&str; 1] = ["EXEC_SERVER_TOKEN"];
 
 /// How long a sandbox launcher may take to build the sandbox and execute the command.
 const SANDBOX_LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -445,22 +450,31 @@ impl ProcessBackend for ProcessTable {
             env,
             tty: params.tty,
         };
-        let (launcher, sandbox_type) = match &params.sandbox {
+        let mut command = command;
+        let (launcher, sandbox_type) = match params.sandbox {
             None => (None, SandboxType::None),
             Some(context) => {
+                // Whatever the policy, a sandboxed command does not get the server's secrets.
+                for name in SERVER_SECRET_VARIABLES {
+                    command.env.remove(name);
+                }
                 let sandbox = self.shared.config.sandbox.as_ref().ok_or_else(|| {
                     ProcessError::SandboxRefused {
                         reason: "processSandboxUnavailable".to_owned(),
-                        message: "this environment has no process sandbox, so a start with                                   `sandbox` is refused rather than run unconfined"
+                        message: "this environment has no process sandbox, so a start with \
+                                  `sandbox` is refused rather than run unconfined"
                             .to_owned(),
                     }
                 })?;
-                let launch = sandbox.prepare(context, &command).map_err(|refusal| {
-                    ProcessError::SandboxRefused {
+                // Off the runtime's threads: it reads the disk, and probes the machine once.
+                let (sandbox, spec) = (sandbox.clone(), command.clone());
+                let launch = tokio::task::spawn_blocking(move || sandbox.prepare(&context, &spec))
+                    .await
+                    .map_err(|e| ProcessError::Spawn(io::Error::other(e)))?
+                    .map_err(|refusal| ProcessError::SandboxRefused {
                         reason: refusal.reason,
                         message: refusal.message,
-                    }
-                })?;
+                    })?;
                 let launcher = match launch {
                     SandboxLaunch::Unconfined => None,
                     SandboxLaunch::Wrapped {
@@ -640,14 +654,17 @@ fn refuse_unenforced_network(params: &StartParams) -> Result<(), ProcessError> {
     if params.enforce_managed_network {
         return Err(ProcessError::SandboxRefused {
             reason: "managedNetworkUnsupported".to_owned(),
-            message: "enforceManagedNetwork: true needs a managed network proxy, which this                       server does not have; the start was refused rather than run with the                       network open"
+            message: "enforceManagedNetwork: true needs a managed network proxy, which this \
+                      server does not have; the start was refused rather than run with the \
+                      network open"
                 .to_owned(),
         });
     }
     if params.network_proxy.is_some() {
         return Err(ProcessError::SandboxRefused {
             reason: "networkProxyUnsupported".to_owned(),
-            message: "networkProxy is not supported by this server (it does not advertise                       networkProxyLaunch); the start was refused"
+            message: "networkProxy is not supported by this server (it does not advertise \
+                      networkProxyLaunch); the start was refused"
                 .to_owned(),
         });
     }
@@ -859,10 +876,10 @@ async fn write_stdin(
     let mut release = process.stdin_release.subscribe();
     // The exit ends the writer even in the middle of a write that a descendant holding the
     // pipe will never read (the data is discarded: the process it was for has exited).
-    let _ = tokio::select! {
+    tokio::select! {
         () = apply_stdin_ops(&process, sink, &mut ops) => {},
         _ = release.wait_for(|released| *released) => {},
-    };
+    }
     // Whatever is still queued is dropped.
     while let Ok(op) = ops.try_recv() {
         process.stdin_written(op.cost());
@@ -975,12 +992,9 @@ async fn wait_for_exit(
     pidfd: AsyncFd<OwnedFd>,
     sandbox_status: Option<OwnedFd>,
 ) {
-    let reported = match sandbox_status {
-        None => None,
-        Some(status) => read_to_end(status)
-            .await
-            .ok()
-            .and_then(|line| serde_json::from_slice::<CommandExit>(&line).ok()),
+    let (reported, uncreatable) = match sandbox_status {
+        None => (None, Vec::new()),
+        Some(status) => read_status(status).await,
     };
     match reported {
         Some(exit) => {
@@ -989,11 +1003,15 @@ async fn wait_for_exit(
             process.release_stdin();
             process.changed.send_replace(());
             let launcher = process.clone();
+            let table = table.clone();
             tokio::spawn(async move {
                 let _ = pidfd.readable().await;
-                let mut state = launcher.state();
-                reap(launcher.pid);
-                state.reaped = true;
+                {
+                    let mut state = launcher.state();
+                    reap(launcher.pid);
+                    state.reaped = true;
+                }
+                sweep(&table, uncreatable).await;
             });
         }
         None => {
@@ -1012,6 +1030,7 @@ async fn wait_for_exit(
             process.release_stdin();
             process.changed.send_replace(());
             drop(pidfd);
+            sweep(&table, uncreatable).await;
         }
     }
 
@@ -1030,6 +1049,44 @@ async fn wait_for_exit(
             if let Some(watcher) = &table.config.group_watcher {
                 watcher.group_released(process.pid);
             }
+        }
+    }
+}
+
+/// Reads a launcher's status lines: the protected paths it may not let be created, then the
+/// command's exit (`None` when the launcher died before reporting one).
+async fn read_status(fd: OwnedFd) -> (Option<CommandExit>, Vec<PathBuf>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut uncreatable = Vec::new();
+    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return (None, uncreatable);
+    };
+    let mut lines = tokio::io::BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match serde_json::from_str::<StatusLine>(&line) {
+            Ok(StatusLine::Uncreatable(paths)) => uncreatable = paths,
+            Ok(StatusLine::Exited(exit)) => return (Some(exit), uncreatable),
+            Err(e) => tracing::warn!("unreadable status from a sandbox launcher: {e}"),
+        }
+    }
+    (None, uncreatable)
+}
+
+/// Once a sandbox is gone, removes the protected paths it created although its policy
+/// forbids it (its init does so too, unless it was killed first).
+async fn sweep(table: &Weak<TableShared>, uncreatable: Vec<PathBuf>) {
+    if uncreatable.is_empty() {
+        return;
+    }
+    let Some(sandbox) = table.upgrade().and_then(|t| t.config.sandbox.clone()) else {
+        return;
+    };
+    if let Ok(removed) = tokio::task::spawn_blocking(move || sandbox.sweep(&uncreatable)).await {
+        for path in removed {
+            tracing::warn!(
+                path = %path.display(),
+                "removed a protected path that a sandboxed command created after its exit"
+            );
         }
     }
 }
