@@ -110,6 +110,13 @@ impl Sandboxed {
                 }
             }
             Target::Remote => {
+                // `scripts/interop-codex.sh` points the remote half at codex's own server.
+                if let Ok(url) = std::env::var("EXEC_SERVER_TEST_URL") {
+                    let env = within("connect", exec_server_client::connect_environment(&url))
+                        .await
+                        .expect("connect to EXEC_SERVER_TEST_URL");
+                    return Some(Sandboxed { env, server: None });
+                }
                 let server = ServerProcess::start_with(
                     serve_args,
                     serve_env,
@@ -370,7 +377,8 @@ fn shell(cwd: &Path, script: &str, sandbox: Option<SandboxContext>) -> StartPara
         &format!("sbx{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
         &["/bin/bash", "-c", script],
     );
-    p.cwd = AbsolutePath::from_path(cwd).unwrap();
+    // As a `file://` URI, the form codex's current servers require.
+    p.cwd = AbsolutePath::parse(&uri(cwd)).unwrap();
     p.env = BTreeMap::from([
         ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
         ("HOME".to_owned(), cwd.display().to_string()),
@@ -496,6 +504,8 @@ async fn missing_git_can_be_created_under_skip(target: Target) {
     let Some(t) = Sandboxed::new(target).await else {
         return;
     };
+    // (Codex 0.171's own server refuses the writes inside a `.git` created under its skip
+    // entry, unlike SPEC section 10: the interop run leaves this scenario out.)
     let fixture = Fixture::new();
     std::fs::remove_dir_all(fixture.ws.join(".git")).unwrap();
     let outcome = t
@@ -512,6 +522,9 @@ async fn missing_git_can_be_created_under_skip(target: Target) {
     );
     assert!(fixture.ws.join(".git/HEAD").is_file());
 
+    if support::against_another_server() {
+        return; // What follows is this server's rule.
+    }
     // Without the skip entries (the April rule, and a profile that names no metadata), a
     // missing .codex may not be created: the sandbox removes it and says so.
     let fixture = Fixture::new();
@@ -763,7 +776,7 @@ async fn no_way_back_to_the_server(target: Target) {
     let fixture = Fixture::new();
     let mut script = format!(
         "env | grep -c s3cret; cat {token} 2>/dev/null | grep -c s3cret; \
-         kill -STOP {pid} && echo stopped; cat /proc/{pid}/environ >/dev/null 2>&1 && echo environ-read; \
+         kill -STOP {pid} 2>/dev/null && echo stopped; cat /proc/{pid}/environ >/dev/null 2>&1 && echo environ-read; \
          cat /proc/{pid}/mem >/dev/null 2>&1 && echo mem-read; echo end",
         token = token_file.display()
     );
@@ -952,6 +965,19 @@ async fn signals_and_exit_statuses_are_the_commands(target: Target) {
     );
 }
 
+/// Killed by SIGKILL: `exitCode` -1 and `signal` 9 here; codex's server reports 137.
+fn assert_killed(outcome: &Outcome) {
+    if support::against_another_server() {
+        assert!(matches!(outcome.exit_code, 137 | -1), "{outcome:?}");
+    } else {
+        assert_eq!(
+            (outcome.exit_code, outcome.signal),
+            (-1, Some(libc::SIGKILL)),
+            "{outcome:?}"
+        );
+    }
+}
+
 /// The pids of `sleep` processes whose argument starts with `marker`.
 fn processes_with(marker: &str) -> Vec<u32> {
     let prefix = format!("sleep\0{marker}");
@@ -1015,8 +1041,12 @@ async fn terminate_kills_everything_in_the_sandbox(target: Target) {
         .await
         .unwrap());
     let outcome = started.finish().await;
-    assert_eq!(outcome.signal, Some(libc::SIGKILL), "{outcome:?}");
+    assert_killed(&outcome);
     until_gone(&format!("9{unique}")).await;
+    if support::against_another_server() {
+        // Codex's sandbox ends with the command, and its client has no timeoutMs.
+        return;
+    }
 
     // After the command exits, what it left behind still dies with terminate.
     let script = format!("setsid sleep 8{unique} </dev/null >/dev/null 2>&1 & echo ready");
@@ -1045,7 +1075,7 @@ async fn terminate_kills_everything_in_the_sandbox(target: Target) {
     );
     params.timeout_ms = Some(300);
     let outcome = t.run(params).await;
-    assert_eq!(outcome.signal, Some(libc::SIGKILL), "{outcome:?}");
+    assert_killed(&outcome);
     until_gone(&format!("7{unique}")).await;
 }
 
@@ -1087,7 +1117,7 @@ async fn sandbox_denied_is_reported(target: Target) {
     let own = t
         .run(shell(
             &fixture.ws,
-            "echo permission denied; exit 127",
+            "echo no such file; exit 127",
             Some(workspace_write(&fixture.ws, "restricted")),
         ))
         .await;

@@ -25,4 +25,4 @@ pub mod schema;
 
 pub use base64_bytes::Base64Bytes;
 pub use envelope::{EmptyResponse, ErrorObject, Message, RequestId};
-pub use path::AbsolutePath;
+pub use path::{AbsolutePath, PathForm};

@@ -11,12 +11,53 @@ use std::path::{Component, Path, PathBuf};
 /// and normalizes `.` and `..` segments lexically at decode, as codex does. A relative path is
 /// a decode error, which the server reports as -32602.
 ///
-/// A path is bytes, not text. It is sent as a native path when it is valid UTF-8, and
-/// otherwise as a `file://` URI with the bytes percent-encoded (as codex's `PathUri` does), so
-/// every path survives the trip through JSON unchanged: never a lossy string, which would name
-/// another file.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AbsolutePath(PathBuf);
+/// A path is bytes, not text. It keeps the form it was given in: one parsed from a `file://`
+/// URI is sent as a URI (codex's current servers require them), a native one as a native
+/// path, unless it is not valid UTF-8, which is always sent as a `file://` URI with its bytes
+/// percent-encoded (as codex's `PathUri` does). Every path survives the trip through JSON
+/// unchanged: never a lossy string, which would name another file. The form is not part of
+/// the path's identity: a native path and the URI of the same bytes are equal.
+#[derive(Clone)]
+pub struct AbsolutePath {
+    path: PathBuf,
+    form: PathForm,
+}
+
+/// How a path travels on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PathForm {
+    /// `/a/b`, as the April protocol has it.
+    #[default]
+    Native,
+    /// `file:///a/b`, as codex's current protocol has it.
+    FileUri,
+}
+
+impl PartialEq for AbsolutePath {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for AbsolutePath {}
+
+impl std::hash::Hash for AbsolutePath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.path.hash(state)
+    }
+}
+
+impl PartialOrd for AbsolutePath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AbsolutePath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.path.cmp(&other.path)
+    }
+}
 
 /// Why a string is not an acceptable absolute path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,18 +74,29 @@ impl std::error::Error for PathError {}
 impl AbsolutePath {
     /// Parses a wire path string (native path or `file://` URI).
     pub fn parse(s: &str) -> Result<AbsolutePath, PathError> {
-        let native = if let Some(rest) = s.strip_prefix("file://") {
+        if let Some(rest) = s.strip_prefix("file://") {
             let rest = rest.strip_prefix("localhost").unwrap_or(rest);
             if !rest.starts_with('/') {
                 return Err(PathError(format!(
                     "file URI `{s}` must have an empty or `localhost` host and an absolute path"
                 )));
             }
-            percent_decode(rest).map_err(|e| PathError(format!("file URI `{s}`: {e}")))?
-        } else {
-            PathBuf::from(s)
-        };
-        Self::from_path(&native)
+            let native =
+                percent_decode(rest).map_err(|e| PathError(format!("file URI `{s}`: {e}")))?;
+            return Ok(Self::from_path(&native)?.in_form(PathForm::FileUri));
+        }
+        Self::from_path(Path::new(s))
+    }
+
+    /// The same path, sent in `form`.
+    pub fn in_form(mut self, form: PathForm) -> AbsolutePath {
+        self.form = form;
+        self
+    }
+
+    /// The form this path was given in.
+    pub fn form(&self) -> PathForm {
+        self.form
     }
 
     /// Normalizes an absolute native path; fails for a relative one.
@@ -67,15 +119,18 @@ impl AbsolutePath {
                 Component::Normal(c) => out.push(c),
             }
         }
-        Ok(AbsolutePath(out))
+        Ok(AbsolutePath {
+            path: out,
+            form: PathForm::Native,
+        })
     }
 
     pub fn as_path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 
     pub fn into_path_buf(self) -> PathBuf {
-        self.0
+        self.path
     }
 }
 
@@ -112,26 +167,26 @@ fn percent_decode(s: &str) -> Result<PathBuf, String> {
 
 impl fmt::Debug for AbsolutePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(&self.path, f)
     }
 }
 
 impl fmt::Display for AbsolutePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.display(), f)
+        fmt::Display::fmt(&self.path.display(), f)
     }
 }
 
 impl AsRef<Path> for AbsolutePath {
     fn as_ref(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl std::ops::Deref for AbsolutePath {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
@@ -160,10 +215,10 @@ impl AbsolutePath {
         #[cfg(unix)]
         let bytes = {
             use std::os::unix::ffi::OsStrExt;
-            self.0.as_os_str().as_bytes()
+            self.path.as_os_str().as_bytes()
         };
         #[cfg(not(unix))]
-        let lossy = self.0.to_string_lossy();
+        let lossy = self.path.to_string_lossy();
         #[cfg(not(unix))]
         let bytes = lossy.as_bytes();
         format!(
@@ -175,9 +230,9 @@ impl AbsolutePath {
 
 impl Serialize for AbsolutePath {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0.to_str() {
-            Some(text) => serializer.serialize_str(text),
-            None => serializer.serialize_str(&self.to_file_uri()),
+        match (self.form, self.path.to_str()) {
+            (PathForm::Native, Some(text)) => serializer.serialize_str(text),
+            _ => serializer.serialize_str(&self.to_file_uri()),
         }
     }
 }
@@ -231,6 +286,23 @@ mod tests {
         assert_eq!(
             AbsolutePath::parse("/../..").unwrap().as_path(),
             Path::new("/")
+        );
+    }
+
+    #[test]
+    fn a_path_keeps_its_form_on_the_wire_but_not_in_its_identity() {
+        let uri = AbsolutePath::parse("file:///w/a%20b").unwrap();
+        let native = AbsolutePath::parse("/w/a b").unwrap();
+        assert_eq!(uri, native);
+        assert_eq!(uri.form(), PathForm::FileUri);
+        assert_eq!(serde_json::to_string(&uri).unwrap(), r#""file:///w/a%20b""#);
+        assert_eq!(serde_json::to_string(&native).unwrap(), r#""/w/a b""#);
+        let round: AbsolutePath = serde_json::from_str(r#""file:///x/../y""#).unwrap();
+        assert_eq!(serde_json::to_string(&round).unwrap(), r#""file:///y""#);
+        let as_uri = native.clone().in_form(PathForm::FileUri);
+        assert_eq!(
+            serde_json::to_string(&as_uri).unwrap(),
+            r#""file:///w/a%20b""#
         );
     }
 

@@ -994,8 +994,11 @@ mod tests {
             {"path": {"type": "path", "path": "/w/.git"}, "access": "read"}]))
         .needs_platform_sandbox());
         // A deny is never shadowed by a write for the same target: it wins at equal depth.
-        assert!(ctx(json!([root("write"), special("tmpdir", "deny"),
-            special("tmpdir", "write")]))
+        assert!(ctx(json!([
+            root("write"),
+            special("tmpdir", "deny"),
+            special("tmpdir", "write")
+        ]))
         .needs_platform_sandbox());
         let unrestricted: FileSystemSandboxContext = serde_json::from_value(json!(
             {"permissions": {"type": "managed", "file_system": {"type": "unrestricted"}}}))

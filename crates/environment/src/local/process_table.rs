@@ -86,8 +86,8 @@ const DENIAL_WORDS: &[&str] = &[
 ];
 
 /// Codex's `sandboxDenied`: a sandboxed command that died of SIGSYS (a seccomp kill), or
-/// failed with a denial in its output. Exit codes 2, 126 and 127 (usage, not executable, not
-/// found) are the command's own failures, whatever the output says.
+/// exited non-zero with a denial in its output (codex 0.171 counts any non-zero exit, 127
+/// included, as its server answers).
 fn looks_denied(
     exit_code: i32,
     signal: Option<i32>,
@@ -96,9 +96,7 @@ fn looks_denied(
     if signal == Some(libc::SIGSYS) {
         return true;
     }
-    if (exit_code == 0 && signal.is_none())
-        || (signal.is_none() && matches!(exit_code, 2 | 126 | 127))
-    {
+    if exit_code == 0 && signal.is_none() {
         return false;
     }
     output_mentions_denial()
