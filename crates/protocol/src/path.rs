@@ -10,6 +10,11 @@ use std::path::{Component, Path, PathBuf};
 /// Accepts a native absolute path or a `file://` URI (`file:///a%20b`, `file://localhost/a`),
 /// and normalizes `.` and `..` segments lexically at decode, as codex does. A relative path is
 /// a decode error, which the server reports as -32602.
+///
+/// A path is bytes, not text. It is sent as a native path when it is valid UTF-8, and
+/// otherwise as a `file://` URI with the bytes percent-encoded (as codex's `PathUri` does), so
+/// every path survives the trip through JSON unchanged: never a lossy string, which would name
+/// another file.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AbsolutePath(PathBuf);
 
@@ -130,9 +135,50 @@ impl std::ops::Deref for AbsolutePath {
     }
 }
 
+/// What a `file://` URI's path must escape: controls, space, non-ASCII bytes (so every byte
+/// that is not UTF-8), `%` itself, and the characters that end or delimit a URI path.
+const URI_PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+impl AbsolutePath {
+    /// The path as a `file://` URI, every byte that needs it percent-encoded.
+    pub fn to_file_uri(&self) -> String {
+        #[cfg(unix)]
+        let bytes = {
+            use std::os::unix::ffi::OsStrExt;
+            self.0.as_os_str().as_bytes()
+        };
+        #[cfg(not(unix))]
+        let lossy = self.0.to_string_lossy();
+        #[cfg(not(unix))]
+        let bytes = lossy.as_bytes();
+        format!(
+            "file://{}",
+            percent_encoding::percent_encode(bytes, URI_PATH_ESCAPES)
+        )
+    }
+}
+
 impl Serialize for AbsolutePath {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0.to_string_lossy())
+        match self.0.to_str() {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_str(&self.to_file_uri()),
+        }
     }
 }
 
@@ -151,7 +197,7 @@ impl JsonSchema for AbsolutePath {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "An absolute native path, or a file:// URI. `..` is normalized lexically; relative paths are rejected."
+            "description": "An absolute native path, or a file:// URI (percent-decoded to bytes). `..` is normalized lexically; relative paths are rejected. A path that is not UTF-8 is sent as a file:// URI with its bytes percent-encoded."
         })
     }
 }
@@ -186,6 +232,20 @@ mod tests {
             AbsolutePath::parse("/../..").unwrap().as_path(),
             Path::new("/")
         );
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_survive_json() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = AbsolutePath::parse("file:///w/n%FF%25%20x").unwrap();
+        assert_eq!(path.as_os_str().as_bytes(), b"/w/n\xff% x");
+        let json = serde_json::to_string(&path).unwrap();
+        assert_eq!(json, r#""file:///w/n%FF%25%20x""#);
+        let back: AbsolutePath = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, path);
+        // UTF-8 paths stay native, `%` and all.
+        let plain = AbsolutePath::parse("/w/100% é").unwrap();
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#""/w/100% é""#);
     }
 
     #[test]
