@@ -4,14 +4,16 @@
 //! Layers, outermost first (see docs/ARCHITECTURE.md, "Sandbox"):
 //! - [`ruleset`]: Landlock confines every access to the policy's trees, in the kernel;
 //! - [`syscall_filter`]: seccomp denies the network, exec, mounts and namespaces;
-//! - [`confine`]: openat2 `RESOLVE_BENEATH` path discipline, which also keeps `.git`,
-//!   `.codex` and `.agents` read-only inside writable roots.
+//! - [`confine`]: openat2 `RESOLVE_BENEATH` path discipline, which also keeps the policy's
+//!   read-only paths (`.git`, `.codex`, `.agents`, the git directories a `.git` leads to,
+//!   found by [`gitdir`]) read-only inside writable roots, and its denied paths out of reach.
 //!
 //! [`runner::HelperSandbox`] is the server's side (an
 //! [`FsSandbox`](exec_server_environment::local::FsSandbox)); [`helper::run_helper`] is the
 //! helper's `main`; [`probe`] says up front which mechanisms the machine has.
 
 pub mod confine;
+pub mod gitdir;
 pub mod helper;
 pub mod lockdown;
 pub mod policy;
