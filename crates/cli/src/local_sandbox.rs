@@ -2,15 +2,16 @@
 //! executable, re-executed with the hidden helper argument (dispatched first thing in
 //! `main`), so the server and the local `run`/`fs` commands build their filesystem here.
 
-use exec_server_environment::local::{FsConfig, ProcessConfig};
+use exec_server_environment::local::{FsConfig, ProcessConfig, SandboxLimits};
 use exec_server_environment::Environment;
-use exec_server_sandbox::{HelperSandbox, SandboxCaps};
+use exec_server_sandbox::{HelperProgram, HelperSandbox, SandboxCaps};
 use std::sync::Arc;
 
 /// Filesystem settings with the sandbox helper wired in, after probing what the kernel
-/// offers. Without the path of this executable, sandboxed calls are refused (never run
-/// unconfined), and the reason is logged.
-pub fn filesystem_config(max_read_bytes: u64) -> FsConfig {
+/// offers. The helper runs from the descriptor of this executable opened at start-up, never
+/// from its path (which a sandboxed call may have replaced). Without that descriptor,
+/// sandboxed calls are refused (never run unconfined), and the reason is logged.
+pub fn filesystem_config(max_read_bytes: u64, limits: SandboxLimits) -> FsConfig {
     let caps = SandboxCaps::probe();
     tracing::info!(
         landlock_abi = ?caps.landlock_abi,
@@ -21,10 +22,15 @@ pub fn filesystem_config(max_read_bytes: u64) -> FsConfig {
     if let Some(missing) = caps.fs_helper_unavailable("read-only and workspace-write") {
         tracing::warn!("sandboxed filesystem calls will be refused: {missing}");
     }
-    let sandbox = match std::env::current_exe() {
-        Ok(exe) => Some(Arc::new(HelperSandbox::new(exe, caps, max_read_bytes)) as _),
+    let sandbox = match HelperProgram::this_executable() {
+        Ok(program) => Some(Arc::new(HelperSandbox::with_limits(
+            program,
+            caps,
+            max_read_bytes,
+            limits,
+        )) as _),
         Err(e) => {
-            tracing::warn!("sandboxed filesystem calls will be refused: cannot find this executable to run the sandbox helper: {e}");
+            tracing::warn!("sandboxed filesystem calls will be refused: cannot open this executable to run the sandbox helper: {e}");
             None
         }
     };
@@ -38,6 +44,6 @@ pub fn filesystem_config(max_read_bytes: u64) -> FsConfig {
 pub fn local_environment() -> Environment {
     Environment::local_with_config(
         ProcessConfig::default(),
-        filesystem_config(FsConfig::default().max_read_bytes),
+        filesystem_config(FsConfig::default().max_read_bytes, SandboxLimits::default()),
     )
 }

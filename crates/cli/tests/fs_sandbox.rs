@@ -21,14 +21,14 @@ use exec_server_protocol::fs::{
 };
 use exec_server_protocol::sandbox::{ReadOnlyAccess, SandboxContext, SandboxPolicy};
 use exec_server_protocol::{AbsolutePath, Base64Bytes};
-use exec_server_sandbox::{HelperSandbox, SandboxCaps};
+use exec_server_sandbox::{HelperProgram, HelperSandbox, SandboxCaps};
 use futures::StreamExt;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use support::fs::{error_of, FsEnv};
+use support::fs::{error_of, helpers_of, FsEnv};
 use support::{within, ServerProcess, Target};
 
 const INVALID_REQUEST: i64 = -32600;
@@ -56,6 +56,9 @@ both_targets! {
     symlinked_git_protects_its_target => super::symlinked_git_protects_its_target;
     restricted_reads_do_not_reveal_what_exists_outside => super::restricted_reads_do_not_reveal_what_exists_outside;
     roots_and_links_resolve_as_the_kernel_does => super::roots_and_links_resolve_as_the_kernel_does;
+    the_helper_runs_from_its_descriptor_not_its_path => super::the_helper_runs_from_its_descriptor_not_its_path;
+    helpers_die_with_their_deadline_and_their_request => super::helpers_die_with_their_deadline_and_their_request;
+    concurrent_helpers_are_bounded => super::concurrent_helpers_are_bounded;
 }
 
 /// True when the kernel can run the sandbox; otherwise fails under CI or warns and skips.
@@ -883,7 +886,7 @@ async fn missing_landlock_is_a_clear_error(target: Target) {
             };
             let config = FsConfig {
                 sandbox: Some(Arc::new(HelperSandbox::new(
-                    env!("CARGO_BIN_EXE_exec-server").into(),
+                    support::fs::server_binary(),
                     caps,
                     FsConfig::default().max_read_bytes,
                 ))),
@@ -1120,7 +1123,11 @@ async fn crashed_helper_is_an_internal_error_with_its_stderr() {
         user_namespaces: false,
     };
     let config = FsConfig {
-        sandbox: Some(Arc::new(HelperSandbox::new(fake, caps, 1024))),
+        sandbox: Some(Arc::new(HelperSandbox::new(
+            HelperProgram::open(&fake).unwrap(),
+            caps,
+            1024,
+        ))),
         ..FsConfig::default()
     };
     let t = FsEnv::with_config(Target::Local, config).await;
@@ -1138,4 +1145,305 @@ async fn crashed_helper_is_an_internal_error_with_its_stderr() {
     assert_eq!(code, INTERNAL, "{message}");
     assert!(message.contains("helper exploded"), "{message}");
     assert!(message.contains("exit status: 3"), "{message}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 20: one test per hole. Each reproduces the attack through the protocol, checks the
+// victim is byte for byte unchanged, and runs the same operation unsandboxed
+// (`danger-full-access`, in the server) as a control that shows the attack is real.
+// ---------------------------------------------------------------------------------------
+
+fn abs(path: &Path) -> AbsolutePath {
+    AbsolutePath::from_path(path).unwrap()
+}
+
+async fn rename_at(
+    fs_: &Arc<dyn FileSystem>,
+    from: AbsolutePath,
+    to: AbsolutePath,
+    sandbox: &SandboxContext,
+) -> Result<(), FsError> {
+    let params = RenameParams {
+        source_path: from,
+        destination_path: to,
+        sandbox: Some(sandbox.clone()),
+    };
+    within("rename", fs_.rename(params)).await.map(drop)
+}
+
+async fn read_at(
+    fs_: &Arc<dyn FileSystem>,
+    path: AbsolutePath,
+    sandbox: &SandboxContext,
+) -> Result<Vec<u8>, FsError> {
+    let params = ReadFileParams {
+        path,
+        sandbox: Some(sandbox.clone()),
+        offset: None,
+        length: None,
+    };
+    within("read", fs_.read_file(params))
+        .await
+        .map(|r| r.data_base64.into_bytes().to_vec())
+}
+
+/// workspace-write on `roots` (the first is the policy cwd), /tmp and $TMPDIR excluded.
+fn workspace_write_on(roots: &[&Path]) -> SandboxContext {
+    let mut context = SandboxContext::new(SandboxPolicy::WorkspaceWrite {
+        writable_roots: roots.iter().map(|r| abs(r)).collect(),
+        read_only_access: ReadOnlyAccess::FullAccess,
+        network_access: false,
+        exclude_tmpdir_env_var: true,
+        exclude_slash_tmp: true,
+    });
+    context.sandbox_policy_cwd = Some(abs(roots[0]));
+    context
+}
+
+/// Hole 1: a sandboxed call replaces the server's binary (it lies under a writable root);
+/// the next sandboxed call must still run the helper the server opened at start-up.
+async fn the_helper_runs_from_its_descriptor_not_its_path(target: Target) {
+    if !sandbox_available() {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let w = dir.path().join("w");
+    fs::create_dir_all(w.join("bin")).unwrap();
+    fs::write(w.join("inside.txt"), b"inside").unwrap();
+    let binary = w.join("bin/exec-server");
+    if fs::hard_link(env!("CARGO_BIN_EXE_exec-server"), &binary).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_exec-server"), &binary).unwrap();
+    }
+    let (env, _server) = match target {
+        Target::Local => {
+            let config = FsConfig {
+                sandbox: Some(Arc::new(HelperSandbox::new(
+                    HelperProgram::open(&binary).unwrap(),
+                    SandboxCaps::probe(),
+                    FsConfig::default().max_read_bytes,
+                ))),
+                ..FsConfig::default()
+            };
+            let env = exec_server_environment::Environment::local_with_config(
+                exec_server_environment::local::ProcessConfig::default(),
+                config,
+            );
+            (env, None)
+        }
+        Target::Remote => {
+            let server = ServerProcess::start_program(
+                &binary,
+                "ws://127.0.0.1:0",
+                &[],
+                &[],
+                std::process::Stdio::inherit(),
+            );
+            let env = within(
+                "connect",
+                exec_server_client::connect_environment(&server.url),
+            )
+            .await
+            .unwrap();
+            (env, Some(server))
+        }
+    };
+    let fs_ = env.filesystem();
+    let ww = workspace_write_on(&[&w]);
+    let marker = dir.path().join("script-ran");
+    let script = format!("#!/bin/sh\necho ran > {}\n", marker.display());
+    // The attack: an executable file in the root, rewritten as a script, moved onto the path
+    // of the binary.
+    copy_at(
+        fs_,
+        abs(Path::new("/bin/true")),
+        abs(&w.join("evil")),
+        false,
+        &ww,
+    )
+    .await
+    .unwrap();
+    write_at(fs_, abs(&w.join("evil")), script.as_bytes(), &ww)
+        .await
+        .unwrap();
+    rename_at(fs_, abs(&w.join("evil")), abs(&binary), &ww)
+        .await
+        .unwrap();
+    assert_eq!(fs::read(&binary).unwrap(), script.as_bytes());
+    // The next sandboxed calls run the helper that was opened, not the script.
+    for _ in 0..2 {
+        assert_eq!(
+            read_at(fs_, abs(&w.join("inside.txt")), &ww).await.unwrap(),
+            b"inside"
+        );
+    }
+    assert!(!marker.exists(), "the replaced binary ran");
+    // Control: run by path, as the server used to, the replacement runs.
+    let status = std::process::Command::new(&binary)
+        .arg(exec_server_sandbox::FS_HELPER_ARG)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(marker.exists(), "the control did not run the replacement");
+}
+
+/// A tree of `files` files under `dir`, for calls that take a while.
+fn many_files(dir: &Path, files: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..files {
+        fs::write(dir.join(format!("f{i}")), b"data").unwrap();
+    }
+}
+
+/// Waits until `check` holds, polling, bounded by `within`.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    within(what, async {
+        while !check() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// Hole 5: a helper that runs too long is killed at its deadline, and a helper whose
+/// request ends (the caller gives up, the connection closes) is killed with it.
+async fn helpers_die_with_their_deadline_and_their_request(target: Target) {
+    if !sandbox_available() {
+        return;
+    }
+    let (_binary_dir, binary) = support::fs::private_binary();
+    let helper_exe = match target {
+        Target::Local => binary.clone(),
+        Target::Remote => env!("CARGO_BIN_EXE_exec-server").into(),
+    };
+    let sandbox = |timeout: std::time::Duration| FsConfig {
+        sandbox: Some(Arc::new(HelperSandbox::with_limits(
+            HelperProgram::open(&binary).unwrap(),
+            SandboxCaps::probe(),
+            FsConfig::default().max_read_bytes,
+            exec_server_environment::local::SandboxLimits {
+                helper_timeout: timeout,
+                max_concurrent_helpers: 8,
+            },
+        ))),
+        ..FsConfig::default()
+    };
+    let t = FsEnv::with(
+        target,
+        sandbox(std::time::Duration::from_millis(100)),
+        &["--fs-helper-timeout-ms", "100"],
+    )
+    .await;
+    let parent = t.server.as_ref().map_or(std::process::id(), |s| s.pid());
+    let w = t.dir.path().join("w");
+    many_files(&w.join("big"), 20_000);
+    let ww = workspace_write_on(&[&w]);
+    let result = copy_at(t.fs(), abs(&w.join("big")), abs(&w.join("copy")), true, &ww).await;
+    assert_eq!(
+        support::fs::limit_of(result).as_deref(),
+        Some("fsHelperTimeoutMs")
+    );
+    until("the helper killed at its deadline", || {
+        helpers_of(parent, &helper_exe).is_empty()
+    })
+    .await;
+    let copied = fs::read_dir(w.join("copy")).map_or(0, |d| d.count());
+    assert!(
+        copied < 20_000,
+        "the copy finished: not a test of the deadline"
+    );
+
+    // A request that ends takes its helper with it.
+    let t = FsEnv::with(target, sandbox(std::time::Duration::from_secs(120)), &[]).await;
+    let parent = t.server.as_ref().map_or(std::process::id(), |s| s.pid());
+    let w = t.dir.path().join("w");
+    many_files(&w.join("big"), 20_000);
+    let ww = workspace_write_on(&[&w]);
+    let client = match target {
+        Target::Remote => Some(t.raw_client().await),
+        Target::Local => None,
+    };
+    let fs_ = match &client {
+        Some(client) => exec_server_client::environment(client.clone())
+            .filesystem()
+            .clone(),
+        None => t.fs().clone(),
+    };
+    let call = tokio::spawn({
+        let (from, to) = (abs(&w.join("big")), abs(&w.join("copy")));
+        async move { copy_at(&fs_, from, to, true, &ww).await }
+    });
+    until("the helper started", || {
+        !helpers_of(parent, &helper_exe).is_empty()
+    })
+    .await;
+    match &client {
+        // The connection goes, and its requests with it.
+        Some(client) => client.drop_connection(),
+        None => call.abort(),
+    }
+    until("the helper killed with its request", || {
+        helpers_of(parent, &helper_exe).is_empty()
+    })
+    .await;
+    let copied = fs::read_dir(w.join("copy")).map_or(0, |d| d.count());
+    assert!(copied < 20_000, "the copy finished: it was not killed");
+}
+
+/// Hole 9: at most `maxConcurrentFsHelpers` helpers run at once; the rest wait their turn.
+async fn concurrent_helpers_are_bounded(target: Target) {
+    if !sandbox_available() {
+        return;
+    }
+    let (_binary_dir, binary) = support::fs::private_binary();
+    let helper_exe = match target {
+        Target::Local => binary.clone(),
+        Target::Remote => env!("CARGO_BIN_EXE_exec-server").into(),
+    };
+    let limits = exec_server_environment::local::SandboxLimits {
+        helper_timeout: std::time::Duration::from_secs(60),
+        max_concurrent_helpers: 1,
+    };
+    let config = FsConfig {
+        sandbox: Some(Arc::new(HelperSandbox::with_limits(
+            HelperProgram::open(&binary).unwrap(),
+            SandboxCaps::probe(),
+            FsConfig::default().max_read_bytes,
+            limits,
+        ))),
+        ..FsConfig::default()
+    };
+    let t = FsEnv::with(target, config, &["--max-concurrent-fs-helpers", "1"]).await;
+    let parent = t.server.as_ref().map_or(std::process::id(), |s| s.pid());
+    let w = t.dir.path().join("w");
+    many_files(&w.join("big"), 3000);
+    let ww = workspace_write_on(&[&w]);
+    let calls = futures::future::join_all((0..3).map(|i| {
+        let (fs_, ww) = (t.fs().clone(), ww.clone());
+        let (from, to) = (abs(&w.join("big")), abs(&w.join(format!("copy{i}"))));
+        tokio::spawn(async move { copy_at(&fs_, from, to, true, &ww).await })
+    }));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut most = 0;
+            while !done.load(Ordering::Relaxed) {
+                most = most.max(helpers_of(parent, &helper_exe).len());
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            most
+        }
+    });
+    for result in within("three copies", calls).await {
+        result.unwrap().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let most = within("the sampler", sampler).await.unwrap();
+    assert!(most <= 1, "{most} helpers ran at once");
+    for i in 0..3 {
+        assert_eq!(
+            fs::read_dir(w.join(format!("copy{i}"))).unwrap().count(),
+            3000
+        );
+    }
 }

@@ -90,6 +90,13 @@ pub enum FsError {
     CopyIntoItself,
     #[error("fs/copy only supports regular files, directories, and symlinks")]
     CopyUnsupportedFileType,
+    /// A server limit was reached; `limit` is its name in `capabilities.limits`.
+    #[error("{message}")]
+    LimitExceeded {
+        limit: &'static str,
+        max: u64,
+        message: String,
+    },
     #[error("fs/writeFile cannot combine offset and append")]
     OffsetWithAppend,
     #[error("fs/writeFile offset {offset} is beyond the end of the file ({size} bytes)")]
@@ -143,6 +150,7 @@ impl FsError {
             FsError::CopyDirectoryNotRecursive
             | FsError::CopyIntoItself
             | FsError::CopyUnsupportedFileType
+            | FsError::LimitExceeded { .. }
             | FsError::FileTooLarge { .. }
             | FsError::SandboxPolicyCwdRequired
             | FsError::SandboxNotConfigured
@@ -166,6 +174,10 @@ impl FsError {
                     "maxBytes": limit,
                     "size": size,
                 }))
+            }
+            FsError::LimitExceeded { limit, max, .. } => {
+                ErrorObject::new(self.code(), self.to_string())
+                    .with_data(serde_json::json!({ "limit": limit, "max": max }))
             }
             other => ErrorObject::new(other.code(), other.to_string()),
         }

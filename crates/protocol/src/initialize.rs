@@ -104,4 +104,10 @@ pub struct Limits {
     /// Largest response body a buffered `http/request` returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_http_body_bytes: Option<u64>,
+    /// How long one sandboxed fs call may take before its helper is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_helper_timeout_ms: Option<u64>,
+    /// Most sandbox helper processes running at once on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_fs_helpers: Option<u64>,
 }

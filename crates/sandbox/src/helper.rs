@@ -40,6 +40,10 @@ pub enum HelperReply {
 /// The helper's `main`. Call it before anything else in the process starts a thread: the
 /// lock-down applies to the calling thread and what it creates afterwards.
 pub fn run_helper() -> i32 {
+    // Run from a descriptor, the kernel names this process after its number; say what it is
+    // in `ps` instead.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"exec-server-fs".as_ptr()) };
     let mut input = Vec::new();
     if let Err(e) = io::stdin().read_to_end(&mut input) {
         eprintln!("exec-server fs helper: cannot read the request: {e}");

@@ -27,4 +27,4 @@ pub use helper::{run_helper, FS_HELPER_ARG};
 pub use lockdown::lock_down;
 pub use policy::{resolve, Enforcement, PolicyError, ResolvedPolicy, Surroundings};
 pub use probe::SandboxCaps;
-pub use runner::HelperSandbox;
+pub use runner::{HelperProgram, HelperSandbox};

@@ -14,6 +14,11 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
         .as_ref()
         .map(|sandbox| sandbox.mechanisms())
         .unwrap_or_default();
+    let sandbox_limits = config
+        .filesystem
+        .sandbox
+        .as_ref()
+        .map(|sandbox| sandbox.limits());
     InitializeResponse {
         session_id: session.id.clone(),
         server_info: Some(ServerInfo {
@@ -52,6 +57,9 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 retained_output_bytes: Some(config.process.retained_output_bytes as u64),
                 max_processes_per_session: Some(config.process.max_processes as u64),
                 max_http_body_bytes: Some(config.http.max_body_bytes),
+                fs_helper_timeout_ms: sandbox_limits
+                    .map(|l| u64::try_from(l.helper_timeout.as_millis()).unwrap_or(u64::MAX)),
+                max_concurrent_fs_helpers: sandbox_limits.map(|l| l.max_concurrent_helpers as u64),
             },
         }),
         environment_info: None,
