@@ -24,6 +24,7 @@ use exec_server_protocol::{AbsolutePath, Base64Bytes};
 use exec_server_sandbox::{HelperProgram, HelperSandbox, SandboxCaps};
 use futures::StreamExt;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,9 @@ both_targets! {
     the_helper_runs_from_its_descriptor_not_its_path => super::the_helper_runs_from_its_descriptor_not_its_path;
     helpers_die_with_their_deadline_and_their_request => super::helpers_die_with_their_deadline_and_their_request;
     concurrent_helpers_are_bounded => super::concurrent_helpers_are_bounded;
+    copies_drop_setuid_and_setgid => super::copies_drop_setuid_and_setgid;
+    paths_that_are_not_utf8_name_the_same_file => super::paths_that_are_not_utf8_name_the_same_file;
+    deep_trees_are_refused_by_a_named_limit => super::deep_trees_are_refused_by_a_named_limit;
 }
 
 /// True when the kernel can run the sandbox; otherwise fails under CI or warns and skips.
@@ -1153,6 +1157,11 @@ async fn crashed_helper_is_an_internal_error_with_its_stderr() {
 // (`danger-full-access`, in the server) as a control that shows the attack is real.
 // ---------------------------------------------------------------------------------------
 
+/// The same calls, unsandboxed: the controls.
+fn full() -> SandboxContext {
+    SandboxContext::new(SandboxPolicy::DangerFullAccess)
+}
+
 fn abs(path: &Path) -> AbsolutePath {
     AbsolutePath::from_path(path).unwrap()
 }
@@ -1445,5 +1454,149 @@ async fn concurrent_helpers_are_bounded(target: Target) {
             fs::read_dir(w.join(format!("copy{i}"))).unwrap().count(),
             3000
         );
+    }
+}
+
+/// Hole 6: a copy kept setuid and setgid, so root's copy of another user's setuid program
+/// was a setuid program owned by root.
+async fn copies_drop_setuid_and_setgid(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    fs::copy("/bin/true", s.real("allowed/suid")).unwrap();
+    std::os::unix::fs::chown(s.real("allowed/suid"), Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(s.real("allowed/suid"), fs::Permissions::from_mode(0o6755)).unwrap();
+    fs::create_dir_all(s.real("allowed/tree")).unwrap();
+    fs::copy(s.real("allowed/suid"), s.real("allowed/tree/suid")).unwrap();
+    fs::set_permissions(
+        s.real("allowed/tree/suid"),
+        fs::Permissions::from_mode(0o6755),
+    )
+    .unwrap();
+    let mode = |rel: &str| fs::metadata(s.real(rel)).unwrap().permissions().mode() & 0o7777;
+    s.copy("allowed/suid", "allowed/c1", false, &s.ww())
+        .await
+        .unwrap();
+    s.copy("allowed/tree", "allowed/c2", true, &s.ww())
+        .await
+        .unwrap();
+    assert_eq!(mode("allowed/c1"), 0o755);
+    assert_eq!(mode("allowed/c2/suid"), 0o755);
+    // The same in the server (one implementation).
+    s.copy("allowed/suid", "allowed/c3", false, &full())
+        .await
+        .unwrap();
+    assert_eq!(mode("allowed/c3"), 0o755);
+    // Control: a plain copy (what fs/copy did) keeps the bits, owned by whoever copies.
+    fs::copy(s.real("allowed/suid"), s.real("allowed/c4")).unwrap();
+    assert_eq!(mode("allowed/c4"), 0o6755);
+
+    // Writing into an existing setuid file clears the bits, as for an unprivileged writer
+    // (the helper runs without CAP_FSETID), whether written or copied onto.
+    s.write("allowed/c4", b"#!/bin/sh\nid\n", &s.ww())
+        .await
+        .unwrap();
+    assert_eq!(mode("allowed/c4"), 0o755);
+    fs::set_permissions(s.real("allowed/c4"), fs::Permissions::from_mode(0o6755)).unwrap();
+    s.copy("allowed/c1", "allowed/c4", false, &s.ww())
+        .await
+        .unwrap();
+    assert_eq!(mode("allowed/c4"), 0o755);
+    // Control: the server (root) writing unsandboxed keeps them.
+    fs::set_permissions(s.real("allowed/c4"), fs::Permissions::from_mode(0o6755)).unwrap();
+    s.write("allowed/c4", b"#!/bin/sh\nid\n", &full())
+        .await
+        .unwrap();
+    assert_eq!(mode("allowed/c4"), 0o6755);
+}
+
+/// Hole 7: a path that is not UTF-8 was rewritten (`n\xff` became `n\u{fffd}`), so a call
+/// acted on another file.
+async fn paths_that_are_not_utf8_name_the_same_file(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    let name = |bytes: &[u8]| s.real("allowed").join(std::ffi::OsStr::from_bytes(bytes));
+    let victim = name(b"n\xff");
+    let bystander = s.real("allowed/n\u{fffd}");
+    fs::write(&victim, b"victim").unwrap();
+    fs::write(&bystander, b"bystander").unwrap();
+    let remove = |path: std::path::PathBuf, sandbox: SandboxContext| {
+        let fs_ = s.fs().clone();
+        async move {
+            let params = RemoveParams {
+                path: abs(&path),
+                recursive: false,
+                force: false,
+                sandbox: Some(sandbox),
+            };
+            within("remove", fs_.remove(params)).await.map(drop)
+        }
+    };
+    remove(victim.clone(), s.ww()).await.unwrap();
+    assert!(!victim.exists());
+    assert_eq!(fs::read(&bystander).unwrap(), b"bystander");
+    let written = name(b"w\xfe");
+    write_at(s.fs(), abs(&written), b"bytes", &s.ww())
+        .await
+        .unwrap();
+    assert_eq!(fs::read(&written).unwrap(), b"bytes");
+    assert_eq!(
+        read_at(s.fs(), abs(&written), &s.ww()).await.unwrap(),
+        b"bytes"
+    );
+    // The same through the server process, unsandboxed.
+    fs::write(&victim, b"victim").unwrap();
+    remove(victim.clone(), full()).await.unwrap();
+    assert!(!victim.exists());
+    assert_eq!(fs::read(&bystander).unwrap(), b"bystander");
+    // Control: the lossy name the path used to become is the bystander's.
+    assert_eq!(victim.to_string_lossy(), bystander.to_string_lossy());
+}
+
+/// Hole 9: deep trees cost quadratic time (createDirectory) or every descriptor (copy).
+async fn deep_trees_are_refused_by_a_named_limit(target: Target) {
+    let Some(s) = Sandboxed::new(target).await else {
+        return;
+    };
+    fs::create_dir_all(s.real("allowed/.git")).unwrap();
+    let ww = s.ww();
+    let deep = |levels: usize| {
+        let mut rel = String::from("allowed/deep");
+        for _ in 0..levels {
+            rel.push_str("/a");
+        }
+        rel
+    };
+    let started = std::time::Instant::now();
+    let refused = s.mkdir(&deep(2000), true, &ww).await;
+    assert_eq!(
+        support::fs::limit_of(refused).as_deref(),
+        Some("maxFsTreeDepth")
+    );
+    assert!(!s.real("allowed/deep").exists());
+    s.mkdir(&deep(200), true, &ww).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // A copy of a tree deeper than the limit.
+    let mut tree = s.real("allowed/tall");
+    for _ in 0..300 {
+        tree.push("t");
+    }
+    fs::create_dir_all(&tree).unwrap();
+    for sandbox in [ww.clone(), full()] {
+        let refused = s
+            .copy("allowed/tall", "allowed/tall-copy", true, &sandbox)
+            .await;
+        assert_eq!(
+            support::fs::limit_of(refused).as_deref(),
+            Some("maxFsTreeDepth")
+        );
+        let _ = fs::remove_dir_all(s.real("allowed/tall-copy"));
+    }
+    if target == Target::Remote {
+        let limits = s.t.raw_client().await.capabilities().unwrap().limits;
+        assert_eq!(limits.max_fs_tree_depth, Some(256));
+        assert!(limits.fs_helper_timeout_ms.is_some_and(|t| t > 0));
+        assert!(limits.max_concurrent_fs_helpers.is_some_and(|n| n > 0));
     }
 }

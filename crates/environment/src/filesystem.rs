@@ -90,6 +90,10 @@ pub enum FsError {
     CopyIntoItself,
     #[error("fs/copy only supports regular files, directories, and symlinks")]
     CopyUnsupportedFileType,
+    /// A FIFO or socket where `operation` needs a file: opening one could block forever (a
+    /// FIFO waits for its other end), so it is refused rather than opened.
+    #[error("{operation} does not read or write FIFOs or sockets")]
+    SpecialFile { operation: &'static str },
     /// A server limit was reached; `limit` is its name in `capabilities.limits`.
     #[error("{message}")]
     LimitExceeded {
@@ -150,6 +154,7 @@ impl FsError {
             FsError::CopyDirectoryNotRecursive
             | FsError::CopyIntoItself
             | FsError::CopyUnsupportedFileType
+            | FsError::SpecialFile { .. }
             | FsError::LimitExceeded { .. }
             | FsError::FileTooLarge { .. }
             | FsError::SandboxPolicyCwdRequired

@@ -110,4 +110,8 @@ pub struct Limits {
     /// Most sandbox helper processes running at once on the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_fs_helpers: Option<u64>,
+    /// Deepest tree a recursive `fs/copy` descends, and most components in a path that
+    /// `fs/createDirectory` creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fs_tree_depth: Option<u64>,
 }

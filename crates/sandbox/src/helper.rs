@@ -9,7 +9,7 @@
 use crate::confine::{Confined, Confinement};
 use crate::lockdown::{lock_down, LockDownError};
 use crate::policy::ResolvedPolicy;
-use exec_server_environment::local::fs_ops::{self, FinalLink};
+use exec_server_environment::local::fs_ops::{self, FinalLink, Unguarded};
 use exec_server_environment::local::{SandboxedFsRequest, SandboxedFsResponse};
 use exec_server_environment::FsError;
 use exec_server_protocol::{error_codes, EmptyResponse, ErrorObject};
@@ -77,12 +77,28 @@ pub fn run_helper() -> i32 {
 }
 
 fn serve(request: HelperRequest) -> Result<SandboxedFsResponse, FsError> {
+    drop_fsetid().map_err(|e| {
+        FsError::SandboxHelper(format!("the sandbox helper could not drop CAP_FSETID: {e}"))
+    })?;
     lock_down(&request.policy).map_err(|e| match e {
         LockDownError::NoNewPrivs(_) => FsError::SandboxHelper(e.to_string()),
         other => FsError::SandboxUnavailable(other.to_string()),
     })?;
     let confinement = Confinement::new(&request.policy)?;
     execute(request.request, &confinement, request.max_read_bytes)
+}
+
+/// Drops `CAP_FSETID`, so that writing to a setuid or setgid file clears those bits, as it
+/// does for any unprivileged writer. A helper running as root would otherwise let a
+/// sandboxed call put its own bytes into a setuid program that lies in a writable root.
+fn drop_fsetid() -> io::Result<()> {
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+    let mut sets = capabilities(None)?;
+    sets.effective.remove(CapabilitySet::FSETID);
+    sets.permitted.remove(CapabilitySet::FSETID);
+    sets.inheritable.remove(CapabilitySet::FSETID);
+    set_capabilities(None, sets)?;
+    Ok(())
 }
 
 /// Every denial is -32600 (SPEC section 10): besides EACCES and EPERM, which the reference
@@ -124,10 +140,14 @@ pub fn execute(
             let dir = confinement.readable(&p.path, true)?;
             let listing = if confinement.reads_restricted() {
                 // A symlink entry is described only when its target is readable too.
-                fs_ops::read_directory_with(dir.path(), &|entry: &Path| {
-                    let name = entry.file_name().unwrap_or_default();
-                    confinement.readable_target(&p.path.join(name))
-                })
+                fs_ops::read_directory_with(
+                    dir.path(),
+                    &|entry: &Path| {
+                        let name = entry.file_name().unwrap_or_default();
+                        confinement.readable_target(&p.path.join(name))
+                    },
+                    &|_| false,
+                )
             } else {
                 fs_ops::read_directory(dir.path())
             };
@@ -142,9 +162,11 @@ pub fn execute(
                 p.offset,
                 p.append,
                 FinalLink::Refuse,
+                &Unguarded,
             ))
         }
         SandboxedFsRequest::CreateDirectory(p) => {
+            fs_ops::check_path_depth(&p.path)?;
             empty(create_directory(confinement, &p.path, p.recursive))
         }
         SandboxedFsRequest::Remove(p) => {
@@ -165,6 +187,7 @@ pub fn execute(
                 &destination.path(),
                 p.recursive,
                 FinalLink::Refuse,
+                &Unguarded,
             ))
         }
         SandboxedFsRequest::Rename(p) => {

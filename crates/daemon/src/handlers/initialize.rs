@@ -2,6 +2,7 @@
 
 use crate::config::ServerConfig;
 use crate::session::Session;
+use exec_server_environment::local::fs_ops;
 use exec_server_protocol::initialize::{
     Capabilities, Features, InitializeResponse, Limits, ServerInfo,
 };
@@ -60,6 +61,7 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 fs_helper_timeout_ms: sandbox_limits
                     .map(|l| u64::try_from(l.helper_timeout.as_millis()).unwrap_or(u64::MAX)),
                 max_concurrent_fs_helpers: sandbox_limits.map(|l| l.max_concurrent_helpers as u64),
+                max_fs_tree_depth: Some(fs_ops::MAX_TREE_DEPTH as u64),
             },
         }),
         environment_info: None,
