@@ -24,7 +24,7 @@ use exec_server_protocol::fs::{
 };
 use exec_server_protocol::sandbox::{ReadOnlyAccess, SandboxContext, SandboxPolicy};
 use exec_server_protocol::{AbsolutePath, Base64Bytes};
-use exec_server_sandbox::{HelperSandbox, SandboxCaps};
+use exec_server_sandbox::{HelperProgram, HelperSandbox, SandboxCaps};
 use futures::StreamExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         ProcessConfig::default(),
         FsConfig {
             sandbox: Some(Arc::new(HelperSandbox::new(
-                bin.clone(),
+                HelperProgram::open(&bin)?,
                 caps,
                 FsConfig::default().max_read_bytes,
             ))),

@@ -3,9 +3,11 @@
 //! thing in `main`), so the server and the local `run`/`fs` commands build their filesystem
 //! and process sandboxes here.
 
-use exec_server_environment::local::{FsConfig, ProcessConfig, ProcessSandbox};
+use exec_server_environment::local::{FsConfig, ProcessConfig, ProcessSandbox, SandboxLimits};
 use exec_server_environment::Environment;
-use exec_server_sandbox::{CommandSandbox, HelperSandbox, SandboxCaps, ServerFootprint};
+use exec_server_sandbox::{
+    CommandSandbox, HelperProgram, HelperSandbox, SandboxCaps, ServerFootprint,
+};
 use std::sync::Arc;
 
 /// The process sandbox, which keeps sandboxed commands away from what `footprint` names.
@@ -26,9 +28,10 @@ pub fn process_sandbox(footprint: Arc<ServerFootprint>) -> Option<Arc<dyn Proces
 }
 
 /// Filesystem settings with the sandbox helper wired in, after probing what the kernel
-/// offers. Without the path of this executable, sandboxed calls are refused (never run
-/// unconfined), and the reason is logged.
-pub fn filesystem_config(max_read_bytes: u64) -> FsConfig {
+/// offers. The helper runs from the descriptor of this executable opened at start-up, never
+/// from its path (which a sandboxed call may have replaced). Without that descriptor,
+/// sandboxed calls are refused (never run unconfined), and the reason is logged.
+pub fn filesystem_config(max_read_bytes: u64, limits: SandboxLimits) -> FsConfig {
     let caps = SandboxCaps::probe();
     tracing::info!(
         landlock_abi = ?caps.landlock_abi,
@@ -39,10 +42,15 @@ pub fn filesystem_config(max_read_bytes: u64) -> FsConfig {
     if let Some(missing) = caps.fs_helper_unavailable("read-only and workspace-write") {
         tracing::warn!("sandboxed filesystem calls will be refused: {missing}");
     }
-    let sandbox = match std::env::current_exe() {
-        Ok(exe) => Some(Arc::new(HelperSandbox::new(exe, caps, max_read_bytes)) as _),
+    let sandbox = match HelperProgram::this_executable() {
+        Ok(program) => Some(Arc::new(HelperSandbox::with_limits(
+            program,
+            caps,
+            max_read_bytes,
+            limits,
+        )) as _),
         Err(e) => {
-            tracing::warn!("sandboxed filesystem calls will be refused: cannot find this executable to run the sandbox helper: {e}");
+            tracing::warn!("sandboxed filesystem calls will be refused: cannot open this executable to run the sandbox helper: {e}");
             None
         }
     };
@@ -60,6 +68,6 @@ pub fn local_environment() -> Environment {
     };
     Environment::local_with_config(
         process,
-        filesystem_config(FsConfig::default().max_read_bytes),
+        filesystem_config(FsConfig::default().max_read_bytes, SandboxLimits::default()),
     )
 }

@@ -4,6 +4,7 @@ use anyhow::Context;
 use exec_server_daemon::admission::{AccessPolicy, Token};
 use exec_server_daemon::watchdog::Watchdog;
 use exec_server_daemon::{ListenUrl, Server, ServerConfig, TlsFiles};
+use exec_server_environment::local::SandboxLimits;
 use exec_server_sandbox::ServerFootprint;
 use std::io::Write;
 use std::sync::Arc;
@@ -32,6 +33,14 @@ pub struct ServeArgs {
     /// Largest file `fs/readFile` returns whole, in bytes; bigger files are read in ranges.
     #[arg(long, default_value_t = ServerConfig::default().filesystem.max_read_bytes)]
     max_read_bytes: u64,
+    /// Milliseconds a sandboxed fs call may take (waiting for a helper slot included); then
+    /// its helper is killed and the call fails with -32600 naming fsHelperTimeoutMs.
+    #[arg(long, default_value_t = SandboxLimits::default().helper_timeout.as_millis() as u64)]
+    fs_helper_timeout_ms: u64,
+    /// Most sandbox helper processes running at once; further sandboxed fs calls wait for a
+    /// slot within their deadline.
+    #[arg(long, default_value_t = SandboxLimits::default().max_concurrent_helpers)]
+    max_concurrent_fs_helpers: usize,
     /// Largest response body a buffered `http/request` returns, in bytes; larger bodies must
     /// be streamed (`streamResponse`).
     #[arg(long, default_value_t = ServerConfig::default().http.max_body_bytes)]
@@ -93,7 +102,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.process.retained_output_bytes = args.retained_output_bytes;
     config.process.max_processes = args.max_processes_per_session;
     config.process.max_stdin_buffered_bytes = args.max_stdin_buffered_bytes;
-    config.filesystem = crate::local_sandbox::filesystem_config(args.max_read_bytes);
+    config.filesystem = crate::local_sandbox::filesystem_config(
+        args.max_read_bytes,
+        SandboxLimits {
+            helper_timeout: Duration::from_millis(args.fs_helper_timeout_ms.max(1)),
+            max_concurrent_helpers: args.max_concurrent_fs_helpers.max(1),
+        },
+    );
     // What a sandboxed command must not reach of this server; its ports are known after the
     // bind below.
     let footprint = Arc::new(ServerFootprint::default());

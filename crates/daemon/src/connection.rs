@@ -218,6 +218,9 @@ struct Connection {
     closing: bool,
     /// HTTP body streams are per connection and end with it.
     http_streams: Arc<HttpStreams>,
+    /// The fs requests in flight. Their replies can only go to this connection, so they end
+    /// with it: aborting one drops its sandbox helper, which kills it.
+    fs_requests: Vec<tokio::task::AbortHandle>,
 }
 
 impl Connection {
@@ -231,6 +234,7 @@ impl Connection {
             initialized: false,
             closing: false,
             http_streams: Arc::default(),
+            fs_requests: Vec::new(),
         }
     }
 
@@ -365,7 +369,11 @@ impl Connection {
         if handler.inline {
             (handler.run)(context, id, params).instrument(span).await;
         } else {
-            tokio::spawn((handler.run)(context, id, params).instrument(span));
+            let task = tokio::spawn((handler.run)(context, id, params).instrument(span));
+            if methods::family(handler.method) == Some("filesystem") {
+                self.fs_requests.retain(|t| !t.is_finished());
+                self.fs_requests.push(task.abort_handle());
+            }
         }
     }
 
@@ -397,6 +405,9 @@ impl Connection {
 
     fn disconnect(&mut self) {
         self.http_streams.close();
+        for request in self.fs_requests.drain(..) {
+            request.abort();
+        }
         if let Some(session) = self.session.take() {
             self.state.sessions.detach(&session, self.id);
         }

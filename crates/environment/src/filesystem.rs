@@ -90,6 +90,17 @@ pub enum FsError {
     CopyIntoItself,
     #[error("fs/copy only supports regular files, directories, and symlinks")]
     CopyUnsupportedFileType,
+    /// A FIFO or socket where `operation` needs a file: opening one could block forever (a
+    /// FIFO waits for its other end), so it is refused rather than opened.
+    #[error("{operation} does not read or write FIFOs or sockets")]
+    SpecialFile { operation: &'static str },
+    /// A server limit was reached; `limit` is its name in `capabilities.limits`.
+    #[error("{message}")]
+    LimitExceeded {
+        limit: &'static str,
+        max: u64,
+        message: String,
+    },
     #[error("fs/writeFile cannot combine offset and append")]
     OffsetWithAppend,
     #[error("fs/writeFile offset {offset} is beyond the end of the file ({size} bytes)")]
@@ -143,6 +154,8 @@ impl FsError {
             FsError::CopyDirectoryNotRecursive
             | FsError::CopyIntoItself
             | FsError::CopyUnsupportedFileType
+            | FsError::SpecialFile { .. }
+            | FsError::LimitExceeded { .. }
             | FsError::FileTooLarge { .. }
             | FsError::SandboxPolicyCwdRequired
             | FsError::SandboxNotConfigured
@@ -166,6 +179,10 @@ impl FsError {
                     "maxBytes": limit,
                     "size": size,
                 }))
+            }
+            FsError::LimitExceeded { limit, max, .. } => {
+                ErrorObject::new(self.code(), self.to_string())
+                    .with_data(serde_json::json!({ "limit": limit, "max": max }))
             }
             other => ErrorObject::new(other.code(), other.to_string()),
         }

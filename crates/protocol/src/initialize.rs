@@ -109,4 +109,14 @@ pub struct Limits {
     /// an empty queue is always taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_stdin_buffered_bytes: Option<u64>,
+    /// How long one sandboxed fs call may take before its helper is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_helper_timeout_ms: Option<u64>,
+    /// Most sandbox helper processes running at once on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_fs_helpers: Option<u64>,
+    /// Deepest tree a recursive `fs/copy` descends, and most components in a path that
+    /// `fs/createDirectory` creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fs_tree_depth: Option<u64>,
 }

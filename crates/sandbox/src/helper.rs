@@ -40,6 +40,10 @@ pub enum HelperReply {
 /// The helper's `main`. Call it before anything else in the process starts a thread: the
 /// lock-down applies to the calling thread and what it creates afterwards.
 pub fn run_helper() -> i32 {
+    // Run from a descriptor, the kernel names this process after its number; say what it is
+    // in `ps` instead.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"exec-server-fs".as_ptr()) };
     let mut input = Vec::new();
     if let Err(e) = io::stdin().read_to_end(&mut input) {
         eprintln!("exec-server fs helper: cannot read the request: {e}");
@@ -73,12 +77,28 @@ pub fn run_helper() -> i32 {
 }
 
 fn serve(request: HelperRequest) -> Result<SandboxedFsResponse, FsError> {
+    drop_fsetid().map_err(|e| {
+        FsError::SandboxHelper(format!("the sandbox helper could not drop CAP_FSETID: {e}"))
+    })?;
     lock_down(&request.policy).map_err(|e| match e {
         LockDownError::NoNewPrivs(_) => FsError::SandboxHelper(e.to_string()),
         other => FsError::SandboxUnavailable(other.to_string()),
     })?;
     let confinement = Confinement::new(&request.policy)?;
     execute(request.request, &confinement, request.max_read_bytes)
+}
+
+/// Drops `CAP_FSETID`, so that writing to a setuid or setgid file clears those bits, as it
+/// does for any unprivileged writer. A helper running as root would otherwise let a
+/// sandboxed call put its own bytes into a setuid program that lies in a writable root.
+fn drop_fsetid() -> io::Result<()> {
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+    let mut sets = capabilities(None)?;
+    sets.effective.remove(CapabilitySet::FSETID);
+    sets.permitted.remove(CapabilitySet::FSETID);
+    sets.inheritable.remove(CapabilitySet::FSETID);
+    set_capabilities(None, sets)?;
+    Ok(())
 }
 
 /// Every denial is -32600 (SPEC section 10): besides EACCES and EPERM, which the reference
@@ -107,6 +127,7 @@ pub fn execute(
     confinement: &Confinement,
     max_read_bytes: u64,
 ) -> Result<SandboxedFsResponse, FsError> {
+    let guard = confinement.guard();
     match request {
         SandboxedFsRequest::ReadFile(p) => {
             let file = confinement.readable(&p.path, true)?;
@@ -118,12 +139,17 @@ pub fn execute(
         }
         SandboxedFsRequest::ReadDirectory(p) => {
             let dir = confinement.readable(&p.path, true)?;
-            let listing = if confinement.reads_restricted() {
-                // A symlink entry is described only when its target is readable too.
-                fs_ops::read_directory_with(dir.path(), &|entry: &Path| {
-                    let name = entry.file_name().unwrap_or_default();
-                    confinement.readable_target(&p.path.join(name))
-                })
+            let listing = if confinement.reads_confined() {
+                // A symlink entry is described only when its target is readable too, and
+                // a denied entry is not listed.
+                fs_ops::read_directory_with(
+                    dir.path(),
+                    &|entry: &Path| {
+                        let name = entry.file_name().unwrap_or_default();
+                        confinement.readable_target(&p.path.join(name))
+                    },
+                    &|entry| confinement.is_denied_entry(entry),
+                )
             } else {
                 fs_ops::read_directory(dir.path())
             };
@@ -131,6 +157,7 @@ pub fn execute(
         }
         SandboxedFsRequest::WriteFile(p) => {
             let target = confinement.writable_file(&p.path)?;
+            confinement.check_writable(&target)?;
             let data = p.data_base64.into_bytes();
             empty(fs_ops::write_file(
                 &target.path(),
@@ -138,9 +165,11 @@ pub fn execute(
                 p.offset,
                 p.append,
                 FinalLink::Refuse,
+                guard,
             ))
         }
         SandboxedFsRequest::CreateDirectory(p) => {
+            fs_ops::check_path_depth(&p.path)?;
             empty(create_directory(confinement, &p.path, p.recursive))
         }
         SandboxedFsRequest::Remove(p) => {
@@ -156,11 +185,13 @@ pub fn execute(
         SandboxedFsRequest::Copy(p) => {
             let source = confinement.readable(&p.source_path, false)?;
             let destination = confinement.writable_file(&p.destination_path)?;
+            confinement.check_writable(&destination)?;
             empty(fs_ops::copy(
                 source.path(),
                 &destination.path(),
                 p.recursive,
                 FinalLink::Refuse,
+                guard,
             ))
         }
         SandboxedFsRequest::Rename(p) => {
@@ -168,6 +199,7 @@ pub fn execute(
             confinement.check_replaceable(&source)?;
             let destination = confinement.writable(&p.destination_path)?;
             confinement.check_replaceable(&destination)?;
+            confinement.check_creatable(&destination)?;
             empty(fs_ops::rename(&source.path(), &destination.path()))
         }
     }
@@ -178,48 +210,27 @@ fn get_metadata(
     path: &Path,
 ) -> Result<exec_server_protocol::fs::GetMetadataResponse, FsError> {
     let entry: Confined = confinement.readable(path, false)?;
-    if !confinement.reads_restricted() {
+    if !confinement.reads_confined() {
         return fs_ops::get_metadata(entry.path());
     }
     // A symlink's target is described only when the policy lets the helper see it.
     fs_ops::get_metadata_with(entry.path(), &|_: &Path| confinement.readable_target(path))
 }
 
-/// `fs/createDirectory`, one component at a time so every directory created is checked.
+/// `fs/createDirectory`: with `recursive`, one component at a time so every directory
+/// created is checked ([`Confinement::create_dir_all`]).
 fn create_directory(
     confinement: &Confinement,
     path: &Path,
     recursive: bool,
 ) -> Result<(), FsError> {
-    let already_exists = || FsError::Io(io::Error::from_raw_os_error(libc::EEXIST));
-    if !recursive {
-        if confinement.is_writable_root(path) {
-            return Err(already_exists());
-        }
-        let target = confinement.writable(path)?;
-        return fs_ops::create_directory(&target.path(), false);
+    if recursive {
+        return Ok(confinement.create_dir_all(path)?);
     }
-    let mut prefix = std::path::PathBuf::new();
-    for component in path.components() {
-        prefix.push(component);
-        // A writable root and the directories above it exist (or the root does not, and
-        // nothing may be created there); creating starts below a root.
-        let target = match confinement.writable(&prefix) {
-            Ok(target) => target,
-            Err(_) if confinement.is_writable_root_or_above(&prefix) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        match fs_ops::create_directory(&target.path(), false) {
-            // Something is there. Below the end, the next step resolves through it (and is
-            // refused if it leads out); at the end it must be a directory the policy can
-            // see, without following it anywhere else to find out.
-            Err(FsError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if prefix == path && !confinement.is_writable_directory(path) {
-                    return Err(already_exists());
-                }
-            }
-            other => other?,
-        }
+    if confinement.is_writable_root(path) {
+        return Err(FsError::Io(io::Error::from_raw_os_error(libc::EEXIST)));
     }
-    Ok(())
+    let target = confinement.writable(path)?;
+    confinement.check_creatable(&target)?;
+    fs_ops::create_directory(&target.path(), false)
 }

@@ -32,4 +32,4 @@ pub use lockdown::lock_down;
 pub use policy::{resolve, Enforcement, PolicyError, ResolvedPolicy, Surroundings};
 pub use probe::SandboxCaps;
 pub use process_sandbox::{CommandSandbox, ServerFootprint};
-pub use runner::HelperSandbox;
+pub use runner::{HelperProgram, HelperSandbox};

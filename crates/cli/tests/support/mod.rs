@@ -81,7 +81,24 @@ impl ServerProcess {
         envs: &[(&str, &str)],
         stderr: Stdio,
     ) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_exec-server"))
+        Self::start_program(
+            std::path::Path::new(env!("CARGO_BIN_EXE_exec-server")),
+            listen,
+            extra_args,
+            envs,
+            stderr,
+        )
+    }
+
+    /// Starts `program` (a copy of the `exec-server` binary) as a server on `listen`.
+    pub fn start_program(
+        program: &std::path::Path,
+        listen: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> ServerProcess {
+        let mut child = Command::new(program)
             .args(["serve", "--listen", listen])
             .args(extra_args)
             .envs(envs.iter().copied())

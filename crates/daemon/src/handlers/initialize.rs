@@ -2,6 +2,7 @@
 
 use crate::config::ServerConfig;
 use crate::session::Session;
+use exec_server_environment::local::fs_ops;
 use exec_server_protocol::initialize::{
     Capabilities, Features, InitializeResponse, Limits, ServerInfo,
 };
@@ -14,6 +15,11 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
         .as_ref()
         .map(|sandbox| sandbox.mechanisms())
         .unwrap_or_default();
+    let sandbox_limits = config
+        .filesystem
+        .sandbox
+        .as_ref()
+        .map(|sandbox| sandbox.limits());
     InitializeResponse {
         session_id: session.id.clone(),
         server_info: Some(ServerInfo {
@@ -53,6 +59,10 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 max_processes_per_session: Some(config.process.max_processes as u64),
                 max_http_body_bytes: Some(config.http.max_body_bytes),
                 max_stdin_buffered_bytes: Some(config.process.max_stdin_buffered_bytes as u64),
+                fs_helper_timeout_ms: sandbox_limits
+                    .map(|l| u64::try_from(l.helper_timeout.as_millis()).unwrap_or(u64::MAX)),
+                max_concurrent_fs_helpers: sandbox_limits.map(|l| l.max_concurrent_helpers as u64),
+                max_fs_tree_depth: Some(fs_ops::MAX_TREE_DEPTH as u64),
             },
         }),
         environment_info: None,

@@ -6,7 +6,7 @@
 //! `tokio::fs`, which would hop to the pool once per step (open, stat, read...). Calls whose
 //! policy needs the OS sandbox go to the configured [`FsSandbox`], or fail.
 
-use super::fs_ops::{self, FinalLink};
+use super::fs_ops::{self, FinalLink, Unguarded};
 use super::fs_sandbox::{unexpected, FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
 use crate::filesystem::{FileSystem, FsError, FsFeatures};
 use async_trait::async_trait;
@@ -123,6 +123,7 @@ impl FileSystem for LocalFileSystem {
                 params.offset,
                 params.append,
                 FinalLink::Follow,
+                &Unguarded,
             )
             .map(|()| EmptyResponse {})
         })
@@ -195,8 +196,14 @@ impl FileSystem for LocalFileSystem {
         }
         blocking(move || {
             let (source, destination) = (&params.source_path, &params.destination_path);
-            fs_ops::copy(source, destination, params.recursive, FinalLink::Follow)
-                .map(|()| EmptyResponse {})
+            fs_ops::copy(
+                source,
+                destination,
+                params.recursive,
+                FinalLink::Follow,
+                &Unguarded,
+            )
+            .map(|()| EmptyResponse {})
         })
         .await
     }

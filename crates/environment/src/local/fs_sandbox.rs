@@ -17,6 +17,7 @@ use exec_server_protocol::fs::{
 use exec_server_protocol::sandbox::SandboxContext;
 use exec_server_protocol::EmptyResponse;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// One filesystem call, as handed to the sandbox. Serialized as
 /// `{"operation": "fs/readFile", "params": {...}}`, the method name and its wire params.
@@ -78,6 +79,39 @@ pub trait FsSandbox: Send + Sync + std::fmt::Debug {
     /// False when every call would fail for want of a mechanism (what the server advertises
     /// as `features.fsSandbox`).
     fn available(&self) -> bool;
+
+    /// The bounds every call runs under (advertised in `capabilities.limits`).
+    fn limits(&self) -> SandboxLimits;
+}
+
+/// Bounds on sandboxed calls, each of which costs a process: without them a call that never
+/// ends (or many at once) would hold processes and memory for as long as the server lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// How long one call may take, from the request to the reply, waiting for a helper
+    /// slot included; then its helper is killed and the call fails (`fsHelperTimeoutMs`).
+    pub helper_timeout: Duration,
+    /// Most helper processes running at once, for the whole server; further calls wait for
+    /// a slot within their deadline (`maxConcurrentFsHelpers`).
+    pub max_concurrent_helpers: usize,
+}
+
+impl SandboxLimits {
+    /// Name of [`helper_timeout`](Self::helper_timeout) in `capabilities.limits`.
+    pub const TIMEOUT_NAME: &'static str = "fsHelperTimeoutMs";
+    /// Name of [`max_concurrent_helpers`](Self::max_concurrent_helpers) there.
+    pub const CONCURRENCY_NAME: &'static str = "maxConcurrentFsHelpers";
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            // Long enough to copy a large tree; short enough that a stuck call does not
+            // outlive its client by much.
+            helper_timeout: Duration::from_secs(120),
+            max_concurrent_helpers: 8,
+        }
+    }
 }
 
 /// Unwraps the response a request of a given kind must produce; anything else means the

@@ -12,7 +12,7 @@ mod spawn;
 
 pub use child_env::child_environment;
 pub use filesystem::{FsConfig, LocalFileSystem};
-pub use fs_sandbox::{FsSandbox, SandboxedFsRequest, SandboxedFsResponse};
+pub use fs_sandbox::{FsSandbox, SandboxLimits, SandboxedFsRequest, SandboxedFsResponse};
 pub use http::{HttpConfig, ReqwestHttpClient};
 pub use process_sandbox::{
     launcher_fds_arg, parse_launcher_fds_arg, CommandExit, CommandSpec, LaunchFailure, LauncherFds,
