@@ -27,14 +27,7 @@ use std::sync::Arc;
 
 /// Connects to the server at `url` and returns the remote environment over it.
 pub async fn connect_environment(url: &str) -> Result<Environment, ClientError> {
-    let options = ClientOptions {
-        token: std::env::var("EXEC_SERVER_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty()),
-        ..ClientOptions::default()
-    };
-    let client = ExecServerClient::connect(url, options).await?;
+    let client = ExecServerClient::connect(url, ClientOptions::from_env()).await?;
     Ok(environment(client))
 }
 
