@@ -53,6 +53,7 @@ pub async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         process_id: args.process.clone(),
         events,
         stdin,
+        connection: Some(client.watch_connection()),
     }
     .run()
     .await?;

@@ -5,6 +5,7 @@
 use crate::escape::{self, EscapeScanner, Typed};
 use crate::terminal;
 use bytes::Bytes;
+use exec_server_client::{ConnectionState, ConnectionWatch};
 use exec_server_environment::{ProcessBackend, ProcessError, ProcessEvent, ProcessEvents};
 use exec_server_protocol::process::{OutputStream, WriteStatus};
 use std::io::{Read, Write};
@@ -41,6 +42,8 @@ pub struct ProcessIo {
     pub process_id: String,
     pub events: ProcessEvents,
     pub stdin: StdinMode,
+    /// The server connection, if any, so the user hears when it drops and comes back.
+    pub connection: Option<ConnectionWatch>,
 }
 
 /// Bytes read from stdin at a time.
@@ -64,6 +67,7 @@ impl ProcessIo {
             process_id,
             mut events,
             stdin,
+            mut connection,
         } = self;
         let mut signals = ClientSignals::new()?;
         let raw_mode = match stdin {
@@ -89,11 +93,27 @@ impl ProcessIo {
             read_stdin(stdin, commands),
         ));
 
+        let newline = if raw_mode.is_some() { "\r\n" } else { "\n" };
         let mut exit_status = None;
         let ending = loop {
             let event = tokio::select! {
                 event = events.next() => event,
                 Some(Command::Disconnect) = command_rx.recv() => break Ok(Ending::Detached),
+                Some(state) = next_state(&mut connection) => {
+                    match state {
+                        ConnectionState::Reconnecting => eprint!(
+                            "{newline}exec-server: lost the connection to the server; \
+                             reconnecting{}{newline}",
+                            if raw_mode.is_some() { " (~. to leave)" } else { "" }
+                        ),
+                        ConnectionState::Connected => {
+                            eprint!("exec-server: reconnected{newline}")
+                        }
+                        // The process's events fail with the reason next.
+                        ConnectionState::Closed(_) => {}
+                    }
+                    continue;
+                }
                 _ = signals.window_changed.recv() => {
                     sizes.send_replace(terminal::window_size());
                     continue;
@@ -141,7 +161,6 @@ impl ProcessIo {
                 }
                 Some(ProcessEvent::Failed { message }) => break Err(anyhow::anyhow!("{message}")),
                 Some(ProcessEvent::Gap { from_seq, to_seq }) => {
-                    let newline = if raw_mode.is_some() { "\r\n" } else { "\n" };
                     eprint!(
                         "exec-server: output chunks {from_seq}..={to_seq} are no longer \
                          retained by the server (they were evicted while no client was \
@@ -156,6 +175,17 @@ impl ProcessIo {
         }
         drop(raw_mode);
         ending
+    }
+}
+
+/// The next connection state, or never without a connection (or once the client is gone).
+async fn next_state(connection: &mut Option<ConnectionWatch>) -> Option<ConnectionState> {
+    match connection {
+        Some(watch) => match watch.changed().await {
+            Some(state) => Some(state),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

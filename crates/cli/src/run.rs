@@ -245,6 +245,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         process_id: process_id.clone(),
         events: started.events,
         stdin,
+        connection: client.as_ref().map(ExecServerClient::watch_connection),
     }
     .run()
     .await?;

@@ -376,6 +376,11 @@ async fn losing_the_server_restores_the_terminal() {
     let status = term.finish().await;
     assert_eq!(status, 1);
     let text = term.text();
+    // Told at once, and again when resuming fails.
+    assert!(
+        text.contains("lost the connection to the server; reconnecting (~. to leave)"),
+        "no notice of the drop:\n{text}"
+    );
     assert!(
         text.contains("lost the connection to exec-server at"),
         "no clear message:\n{text}"

@@ -110,6 +110,33 @@ impl ClientOptions {
     }
 }
 
+/// What the client's connection is doing (see [`ExecServerClient::watch_connection`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    /// The link dropped; the client is trying to resume its session.
+    Reconnecting,
+    /// Gone for good, for this reason; every call fails.
+    Closed(String),
+}
+
+/// Reports the changes of a client's [`ConnectionState`], so a user can be told that the
+/// connection dropped while it is being resumed, not only when that fails.
+pub struct ConnectionWatch(watch::Receiver<Link>);
+
+impl ConnectionWatch {
+    /// The next state, once it changes; None once the client is gone.
+    pub async fn changed(&mut self) -> Option<ConnectionState> {
+        self.0.changed().await.ok()?;
+        let state = match &*self.0.borrow_and_update() {
+            Link::Up { .. } => ConnectionState::Connected,
+            Link::Reconnecting => ConnectionState::Reconnecting,
+            Link::Down(reason) => ConnectionState::Closed(reason.clone()),
+        };
+        Some(state)
+    }
+}
+
 /// A connection to an exec-server, after `initialize`/`initialized`. Cheap to clone.
 #[derive(Clone)]
 pub struct ExecServerClient {
@@ -231,6 +258,13 @@ impl ExecServerClient {
             Link::Reconnecting => Err(ClientError::ConnectionLost("reconnecting".into())),
             Link::Down(reason) => Err(ClientError::Transport(reason.clone())),
         }
+    }
+
+    /// Follows the connection's state from now on.
+    pub fn watch_connection(&self) -> ConnectionWatch {
+        let mut receiver = self.inner.link.subscribe();
+        receiver.mark_unchanged();
+        ConnectionWatch(receiver)
     }
 
     /// Drops the current connection as if the network had failed (for tests and tools that

@@ -16,7 +16,9 @@ mod routing;
 pub mod transfer;
 mod transport;
 
-pub use connection::{ClientOptions, ExecServerClient, ReconnectPolicy};
+pub use connection::{
+    ClientOptions, ConnectionState, ConnectionWatch, ExecServerClient, ReconnectPolicy,
+};
 pub use error::ClientError;
 pub use remote_filesystem::RemoteFileSystem;
 pub use remote_http::RemoteHttpClient;
