@@ -35,7 +35,13 @@ pub async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
     };
     let client = ExecServerClient::connect(&args.url, options)
         .await
-        .with_context(|| format!("cannot resume session {}", args.session))?;
+        .with_context(|| {
+            format!(
+                "cannot resume session {} (a session lasts the server's --session-ttl after \
+                 its client left)",
+                args.session
+            )
+        })?;
     let processes = Arc::new(RemoteProcesses::new(client.clone()));
     let events = processes
         .follow(&args.process)

@@ -99,7 +99,7 @@ impl ProcessIo {
             let event = tokio::select! {
                 event = events.next() => event,
                 Some(Command::Disconnect) = command_rx.recv() => break Ok(Ending::Detached),
-                Some(state) = next_state(&mut connection) => {
+                state = next_state(&mut connection) => {
                     match state {
                         ConnectionState::Reconnecting => eprint!(
                             "{newline}exec-server: lost the connection to the server; \
@@ -178,15 +178,14 @@ impl ProcessIo {
     }
 }
 
-/// The next connection state, or never without a connection (or once the client is gone).
-async fn next_state(connection: &mut Option<ConnectionWatch>) -> Option<ConnectionState> {
-    match connection {
-        Some(watch) => match watch.changed().await {
-            Some(state) => Some(state),
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
+/// The next connection state; never, without a connection or once the client is gone.
+async fn next_state(connection: &mut Option<ConnectionWatch>) -> ConnectionState {
+    if let Some(watch) = connection {
+        if let Some(state) = watch.changed().await {
+            return state;
+        }
     }
+    std::future::pending().await
 }
 
 /// The signals this client handles itself instead of dying of them.
