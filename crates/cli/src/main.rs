@@ -1,10 +1,14 @@
 //! `exec-server`: run a server, or use one.
 
+mod attach;
+mod escape;
 mod fs;
 mod local_sandbox;
 mod mcp;
+mod process_io;
 mod run;
 mod serve;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 use exec_server_daemon::watchdog::WATCHDOG_ARG;
@@ -27,6 +31,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a command locally or on a server, streaming its output; exits with its exit code.
     Run(run::RunArgs),
+    /// Show a process that `run --tty` left running (`~.`) again: resume its session, replay
+    /// its retained output, and go on live.
+    Attach(attach::AttachArgs),
     /// File operations on a server, or here without `--url`: ls, stat, cat, put, get, mkdir,
     /// rm, cp, mv.
     Fs(fs::FsArgs),
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await.map(|()| 0),
             Command::Run(args) => run::run(args).await,
+            Command::Attach(args) => attach::attach(args).await,
             Command::Fs(args) => fs::run(args).await,
             Command::Mcp(args) => mcp::run(args).await,
         }

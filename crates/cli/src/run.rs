@@ -1,26 +1,51 @@
-//! `exec-server run`: one command, output streamed live, exit code passed through.
+//! `exec-server run`: one command, output streamed live, stdin forwarded, exit code passed
+//! through; with `--tty`, under a remote pseudo-terminal driven from this one as `ssh -t`
+//! does.
 
+use crate::process_io::{Ending, ProcessIo, StdinMode};
+use crate::terminal;
 use anyhow::Context;
-use bytes::Bytes;
-use exec_server_environment::ProcessEvent;
-use exec_server_protocol::process::{EnvInherit, EnvPolicy, OutputStream, StartParams};
+use exec_server_client::{ClientOptions, ExecServerClient};
+use exec_server_protocol::process::{EnvInherit, EnvPolicy, StartParams};
 use exec_server_protocol::sandbox::{
     FileSystemAccess, FileSystemEntry, FileSystemPath, FileSystemPolicy, MissingPathBehavior,
     NetworkPolicy, PermissionProfile, SandboxContext, SpecialPath,
 };
 use exec_server_protocol::AbsolutePath;
 use std::collections::BTreeMap;
-use std::io::Write;
-use tokio::io::AsyncReadExt;
+
+/// The help after `run --help`'s options: what the keys do under `--tty`.
+const TTY_HELP: &str = "\
+With --tty and a terminal on stdin, this terminal is in raw mode until the command ends, as
+with `ssh -t`: every key goes to the command as the bytes it sends (Ctrl-C, Ctrl-Z, Ctrl-D,
+Ctrl-\\, arrows, pasted text), and the remote terminal follows this one's size. The client
+acts on one thing only, an escape at the start of a line (after Enter, or as the first key):
+  ~.  disconnect: the client exits (status 255) and prints the session and process ids; the
+      command keeps running until its session expires (the server's --session-ttl), and
+      `exec-server attach --url URL SESSION PROCESS` shows its terminal again
+  ~?  list the escapes
+  ~~  send one ~
+Without a terminal on stdin, --tty still gives the command a terminal and copies stdin to it
+as it is (as `ssh -tt` does); without --tty, stdin goes to the command through a pipe, closed
+at its end. The exit status is the command's, or 128 + the signal that killed it.";
 
 #[derive(clap::Args)]
+#[command(after_help = TTY_HELP)]
 pub struct RunArgs {
     /// Server to run on (`ws://HOST:PORT`); without it the command runs here, in-process.
     #[arg(long, env = "EXEC_SERVER_URL")]
     url: Option<String>,
-    /// Run under a pseudo-terminal and forward this program's stdin to it.
-    #[arg(long)]
+    /// Run under a pseudo-terminal of this terminal's size, with this terminal in raw mode
+    /// (see below). TERM is passed on unless --env sets it.
+    #[arg(long, short = 't')]
     tty: bool,
+    /// Set an environment variable for the command (repeatable); it wins over the
+    /// environment the command inherits from wherever it runs.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_env_var)]
+    env: Vec<(String, String)>,
+    /// The escape character of --tty (see below), or `none` to send every key as it is.
+    #[arg(long, value_name = "CHAR", default_value = "~", value_parser = parse_escape_char)]
+    escape_char: EscapeChar,
     /// Working directory (default: this directory locally, `/` on a server).
     #[arg(long)]
     cwd: Option<String>,
@@ -43,6 +68,43 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(required = true, last = true)]
     command: Vec<String>,
+}
+
+/// `--escape-char`: one ASCII character, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct EscapeChar(pub Option<u8>);
+
+pub fn parse_escape_char(value: &str) -> Result<EscapeChar, String> {
+    match value.as_bytes() {
+        b"none" => Ok(EscapeChar(None)),
+        [byte] if byte.is_ascii_graphic() => Ok(EscapeChar(Some(*byte))),
+        _ => Err(format!(
+            "{value:?} is not one printable ASCII character or `none`"
+        )),
+    }
+}
+
+/// `--env NAME=VALUE`.
+fn parse_env_var(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{value:?} is not NAME=VALUE")),
+    }
+}
+
+/// The variables `run` sets: TERM from here under a terminal (where the command draws on
+/// this terminal, so it must know its kind), then each `--env`, the last of a name winning.
+fn command_env(
+    tty: bool,
+    local_term: Option<String>,
+    set: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if let (true, Some(term)) = (tty, local_term) {
+        env.insert("TERM".to_owned(), term);
+    }
+    env.extend(set.iter().cloned());
+    env
 }
 
 /// `--sandbox` policies.
@@ -118,13 +180,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
              is its working directory on that machine"
         );
     }
-    let (env, cwd) = match &args.url {
-        Some(url) => (
-            exec_server_client::connect_environment(url).await?,
-            args.cwd.clone().unwrap_or_else(|| "/".to_owned()),
-        ),
+    let (env, client, cwd) = match &args.url {
+        Some(url) => {
+            let client = ExecServerClient::connect(url, ClientOptions::from_env()).await?;
+            (
+                exec_server_client::environment(client.clone()),
+                Some(client),
+                args.cwd.clone().unwrap_or_else(|| "/".to_owned()),
+            )
+        }
         None => (
             crate::local_sandbox::local_environment(),
+            None,
             match &args.cwd {
                 Some(cwd) => cwd.clone(),
                 None => std::env::current_dir()
@@ -152,9 +219,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
                 ignore_default_excludes: true,
                 ..EnvPolicy::default()
             }),
-            env: BTreeMap::new(),
+            env: command_env(args.tty, std::env::var("TERM").ok(), &args.env),
             tty: args.tty,
-            pipe_stdin: false,
+            // Without a terminal, stdin is a pipe; under one, the terminal is stdin.
+            pipe_stdin: !args.tty,
             arg0: None,
             timeout_ms: args.timeout.map(|s| (s.max(0.0) * 1000.0).round() as u64),
             sandbox,
@@ -165,68 +233,63 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;
 
-    if args.tty {
-        let processes = processes.clone();
-        let id = process_id.clone();
-        tokio::spawn(async move {
-            let mut stdin = tokio::io::stdin();
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = stdin.read(&mut buf).await {
-                if n == 0
-                    || processes
-                        .write_waiting(&id, Bytes::copy_from_slice(&buf[..n]))
-                        .await
-                        .is_err()
-                {
-                    break;
+    let stdin = if args.tty && terminal::stdin_is_terminal() {
+        StdinMode::Terminal {
+            escape: args.escape_char.0,
+        }
+    } else {
+        StdinMode::Copy
+    };
+    let ending = ProcessIo {
+        processes: processes.clone(),
+        process_id: process_id.clone(),
+        events: started.events,
+        stdin,
+        connection: client.as_ref().map(ExecServerClient::watch_connection),
+    }
+    .run()
+    .await?;
+    Ok(match ending {
+        Ending::Exited(status) => status,
+        Ending::Detached => {
+            match (&client, &args.url) {
+                (Some(client), Some(url)) => eprintln!(
+                    "\nexec-server: disconnected; process {process_id} keeps running in session \
+                     {session} until the session expires. Resume it with:\n  \
+                     exec-server attach --url {url} {session} {process_id}",
+                    session = client.session_id(),
+                ),
+                _ => {
+                    // A local command lives in this client: it cannot outlive it.
+                    let _ = processes.terminate(&process_id).await;
+                    eprintln!(
+                        "exec-server: disconnected; the command ran inside this client, so it \
+                         was stopped (with --url it would keep running on the server)"
+                    );
                 }
             }
-        });
-    }
-
-    let mut events = started.events;
-    let mut exit = None;
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            _ = tokio::signal::ctrl_c() => {
-                let _ = processes.terminate(&process_id).await;
-                continue;
-            }
-        };
-        match event {
-            Some(ProcessEvent::Output { stream, chunk, .. }) => {
-                let result = match stream {
-                    OutputStream::Stderr => write_all(&mut std::io::stderr().lock(), &chunk),
-                    OutputStream::Stdout | OutputStream::Pty => {
-                        write_all(&mut std::io::stdout().lock(), &chunk)
-                    }
-                };
-                result.context("cannot write the command's output")?;
-            }
-            Some(ProcessEvent::Exited {
-                exit_code, signal, ..
-            }) => exit = Some((exit_code, signal)),
-            Some(ProcessEvent::Closed { .. }) | None => break,
-            Some(ProcessEvent::Failed { message }) => anyhow::bail!("{message}"),
-            Some(ProcessEvent::Gap { from_seq, to_seq }) => {
-                eprintln!(
-                    "exec-server: output chunks {from_seq}..={to_seq} were lost while the \
-                     connection was down (raise the server's --retained-output-bytes)"
-                );
-            }
+            DETACHED_STATUS
         }
-    }
-    Ok(match exit {
-        Some((_, Some(signal))) => (128 + signal).clamp(0, 255) as u8,
-        Some((code, None)) => code.clamp(0, 255) as u8,
-        None => anyhow::bail!("the command's event stream ended without an exit status"),
+        Ending::Signalled(signal) => {
+            eprintln!(
+                "exec-server: {} received; passed it on to the command and left",
+                signal_name(signal)
+            );
+            (128 + signal).clamp(0, 255) as u8
+        }
     })
 }
 
-fn write_all(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
-    out.write_all(bytes)?;
-    out.flush()
+/// The exit status after `~.`, as ssh's.
+pub const DETACHED_STATUS: u8 = 255;
+
+/// The name of a signal this client passes on.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
 }
 
 fn nanos() -> u128 {
@@ -234,4 +297,34 @@ fn nanos() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn term_comes_from_here_under_a_terminal_unless_set() {
+        let set = vec![("A".to_owned(), "1".to_owned())];
+        let env = command_env(true, Some("xterm".to_owned()), &set);
+        assert_eq!(env.get("TERM").map(String::as_str), Some("xterm"));
+        assert_eq!(env.get("A").map(String::as_str), Some("1"));
+        let set = vec![("TERM".to_owned(), "dumb".to_owned())];
+        let env = command_env(true, Some("xterm".to_owned()), &set);
+        assert_eq!(env.get("TERM").map(String::as_str), Some("dumb"));
+        assert!(command_env(false, Some("xterm".to_owned()), &[]).is_empty());
+    }
+
+    #[test]
+    fn env_and_escape_arguments() {
+        assert_eq!(
+            parse_env_var("A=b=c"),
+            Ok(("A".to_owned(), "b=c".to_owned()))
+        );
+        assert!(parse_env_var("=x").is_err());
+        assert!(parse_env_var("A").is_err());
+        assert_eq!(parse_escape_char("%").map(|e| e.0), Ok(Some(b'%')));
+        assert_eq!(parse_escape_char("none").map(|e| e.0), Ok(None));
+        assert!(parse_escape_char("ab").is_err());
+    }
 }

@@ -155,3 +155,57 @@ fn run_sandboxed_through_a_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sandbox on a server needs --cwd"));
 }
+
+/// Runs `exec-server run` with `input` on its stdin (a pipe, not a terminal).
+fn run_with_input(url: Option<&str>, options: &[&str], command: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exec-server"));
+    cmd.arg("run").args(options);
+    if let Some(url) = url {
+        cmd.args(["--url", url]);
+    }
+    let mut child = cmd
+        .arg("--")
+        .args(command)
+        .env_remove("EXEC_SERVER_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to run exec-server run");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).expect("write the client's stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait for exec-server run")
+}
+
+/// Without --tty, stdin reaches the command through a pipe and its end closes it; with
+/// --tty but no terminal here, the command still gets a terminal and stdin is copied to it
+/// as it is: no escapes (`~.` is just text), as `ssh -tt` does.
+fn check_stdin(url: Option<&str>) {
+    let out = run_with_input(url, &[], &["sh", "-c", "cat; echo done"], b"hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\ndone\n");
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = run_with_input(
+        url,
+        &["--tty", "--env", "GREETING=hi there"],
+        &["sh", "-c", "test -t 0 && echo is-a-terminal; exec sh"],
+        b"~.\necho \"typed-$((1+1)) $GREETING\"\nexit 4\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("is-a-terminal"), "{stdout}");
+    assert!(stdout.contains("typed-2 hi there"), "{stdout}");
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+}
+
+#[test]
+fn stdin_locally() {
+    check_stdin(None);
+}
+
+#[test]
+fn stdin_through_a_server() {
+    let server = ServerProcess::start(&[]);
+    check_stdin(Some(&server.url));
+}

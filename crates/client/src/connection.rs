@@ -51,6 +51,11 @@ pub struct ClientOptions {
     pub tls_root_certificate: Option<std::path::PathBuf>,
     /// For `ssh://`: the program to run on the far side.
     pub ssh_remote_command: String,
+    /// Attach to this existing session (`initialize {resumeSessionId}`) instead of starting a
+    /// new one, as `exec-server attach` does after a client left its processes running.
+    /// While the server still counts the session attached to the connection that left (it
+    /// has not noticed the close yet), the handshake is retried as `reconnect` allows.
+    pub resume_session_id: Option<String>,
 }
 
 /// How hard to try to get a dropped connection back.
@@ -86,7 +91,49 @@ impl Default for ClientOptions {
             token: None,
             tls_root_certificate: None,
             ssh_remote_command: "exec-server".to_owned(),
+            resume_session_id: None,
         }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults, with the bearer token from `EXEC_SERVER_TOKEN` (trimmed; unset or empty
+    /// means none), as the `exec-server` commands use them.
+    pub fn from_env() -> Self {
+        ClientOptions {
+            token: std::env::var("EXEC_SERVER_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+            ..ClientOptions::default()
+        }
+    }
+}
+
+/// What the client's connection is doing (see [`ExecServerClient::watch_connection`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    /// The link dropped; the client is trying to resume its session.
+    Reconnecting,
+    /// Gone for good, for this reason; every call fails.
+    Closed(String),
+}
+
+/// Reports the changes of a client's [`ConnectionState`], so a user can be told that the
+/// connection dropped while it is being resumed, not only when that fails.
+pub struct ConnectionWatch(watch::Receiver<Link>);
+
+impl ConnectionWatch {
+    /// The next state, once it changes; None once the client is gone.
+    pub async fn changed(&mut self) -> Option<ConnectionState> {
+        self.0.changed().await.ok()?;
+        let state = match &*self.0.borrow_and_update() {
+            Link::Up { .. } => ConnectionState::Connected,
+            Link::Reconnecting => ConnectionState::Reconnecting,
+            Link::Down(reason) => ConnectionState::Closed(reason.clone()),
+        };
+        Some(state)
     }
 }
 
@@ -134,8 +181,10 @@ struct SharedState {
 }
 
 impl ExecServerClient {
-    /// Connects to `url` (`ws://HOST:PORT`) and performs the handshake.
+    /// Connects to `url` (`ws://HOST:PORT`) and performs the handshake, starting a new
+    /// session or resuming `options.resume_session_id`.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
+        let resume = options.resume_session_id.clone();
         let inner = Arc::new(ClientInner {
             url: url.to_owned(),
             options,
@@ -145,7 +194,10 @@ impl ExecServerClient {
             routes: RouteTable::default(),
             http_routes: HttpBodyRoutes::default(),
         });
-        inner.open_link(None).await?;
+        match resume {
+            None => inner.open_link(None).await?,
+            Some(session_id) => inner.resume_first_link(session_id).await?,
+        }
         Ok(ExecServerClient { inner })
     }
 
@@ -208,6 +260,13 @@ impl ExecServerClient {
         }
     }
 
+    /// Follows the connection's state from now on.
+    pub fn watch_connection(&self) -> ConnectionWatch {
+        let mut receiver = self.inner.link.subscribe();
+        receiver.mark_unchanged();
+        ConnectionWatch(receiver)
+    }
+
     /// Drops the current connection as if the network had failed (for tests and tools that
     /// exercise resume). The client reconnects as configured.
     pub fn drop_connection(&self) {
@@ -233,6 +292,14 @@ impl ExecServerClient {
 
     pub(crate) fn unroute_process(&self, process_id: &str) {
         self.inner.routes.remove(process_id);
+    }
+
+    /// Has the route of `process_id` read everything it has not delivered yet (all of the
+    /// retained output, for a route just added), in the background.
+    pub(crate) fn catch_up_process(&self, process_id: &str) {
+        if let Some(route) = self.inner.routes.get(process_id) {
+            self.inner.catch_up(process_id.to_owned(), route);
+        }
     }
 
     /// A `requestId` for `http/request`, unique for the life of this client.
@@ -444,6 +511,28 @@ impl ClientInner {
             outbound,
         });
         Ok(())
+    }
+
+    /// The first link of a client that resumes `session_id`. A session whose previous client
+    /// just went away may still count as attached until the server notices the close, so
+    /// that answer is retried with the reconnect backoff; any other failure is final.
+    async fn resume_first_link(self: &Arc<Self>, session_id: String) -> Result<(), ClientError> {
+        let policy = &self.options.reconnect;
+        let mut backoff = policy.initial_backoff;
+        let mut attempt = 0;
+        loop {
+            match self.open_link(Some(session_id.clone())).await {
+                Err(ClientError::Rpc(e))
+                    if e.message.contains("is already attached")
+                        && attempt + 1 < policy.max_attempts =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(policy.max_backoff);
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn dispatch(self: &Arc<Self>, text: &str) {

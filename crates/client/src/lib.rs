@@ -16,7 +16,9 @@ mod routing;
 pub mod transfer;
 mod transport;
 
-pub use connection::{ClientOptions, ExecServerClient, ReconnectPolicy};
+pub use connection::{
+    ClientOptions, ConnectionState, ConnectionWatch, ExecServerClient, ReconnectPolicy,
+};
 pub use error::ClientError;
 pub use remote_filesystem::RemoteFileSystem;
 pub use remote_http::RemoteHttpClient;
@@ -27,14 +29,7 @@ use std::sync::Arc;
 
 /// Connects to the server at `url` and returns the remote environment over it.
 pub async fn connect_environment(url: &str) -> Result<Environment, ClientError> {
-    let options = ClientOptions {
-        token: std::env::var("EXEC_SERVER_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty()),
-        ..ClientOptions::default()
-    };
-    let client = ExecServerClient::connect(url, options).await?;
+    let client = ExecServerClient::connect(url, ClientOptions::from_env()).await?;
     Ok(environment(client))
 }
 

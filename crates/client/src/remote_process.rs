@@ -44,6 +44,31 @@ impl RemoteProcesses {
         }
     }
 
+    /// The events of a process this session already has (started by an earlier client of a
+    /// resumed session, see `ClientOptions::resume_session_id`): everything still retained,
+    /// read from seq 1 (evicted output shows as a `Gap`), then live events, each exactly
+    /// once and in seq order, as for a process started here.
+    pub async fn follow(&self, process_id: &str) -> Result<ProcessEvents, ProcessError> {
+        // Route first: notifications arriving from now on are kept, and the catch-up read
+        // fills in everything before them.
+        let Some(receiver) = self.client.route_process(process_id) else {
+            return Err(ProcessError::AlreadyExists(process_id.to_owned()));
+        };
+        match self.exists(process_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.client.unroute_process(process_id);
+                return Err(ProcessError::UnknownProcess(process_id.to_owned()));
+            }
+            Err(e) => {
+                self.client.unroute_process(process_id);
+                return Err(to_process_error(e));
+            }
+        }
+        self.client.catch_up_process(process_id);
+        Ok(remote_events(receiver))
+    }
+
     /// Whether the server knows `process_id` (after a start whose reply was lost).
     async fn exists(&self, process_id: &str) -> Result<bool, ClientError> {
         let params = ReadParams {
