@@ -249,14 +249,23 @@ async fn follow_window_size(
     }
 }
 
-/// Starts reading stdin on a thread of its own and returns what it read, chunk by chunk;
-/// the channel closes at end of input. In terminal mode, escape commands go to `commands`
+/// What the stdin thread read.
+enum Input {
+    Bytes(Bytes),
+    /// End of input: the process's stdin is closed. (The channel closing without this means
+    /// the reader stopped for another reason, a disconnect: the process's input is left as
+    /// it is.)
+    End,
+}
+
+/// Starts reading stdin on a thread of its own and returns what it read, chunk by chunk,
+/// then [`Input::End`] at end of input. In terminal mode, escape commands go to `commands`
 /// at once instead (never queued behind writes that may be waiting for the server), and
 /// the help is printed from here.
 ///
 /// A plain thread, not the runtime's blocking pool: a read of a terminal cannot be
 /// cancelled, and the runtime would wait for it at shutdown until the next key.
-fn read_stdin(mode: StdinMode, commands: mpsc::UnboundedSender<Command>) -> mpsc::Receiver<Bytes> {
+fn read_stdin(mode: StdinMode, commands: mpsc::UnboundedSender<Command>) -> mpsc::Receiver<Input> {
     // Keys are small and few, so in terminal mode the queue is long enough never to hold
     // up reading (and so the escape) while the server is slow; copied input waits for the
     // process instead of piling up here.
@@ -278,7 +287,10 @@ fn read_stdin(mode: StdinMode, commands: mpsc::UnboundedSender<Command>) -> mpsc
             let mut buf = vec![0u8; STDIN_READ_BYTES];
             loop {
                 let n = match stdin.read(&mut buf) {
-                    Ok(0) => return,
+                    Ok(0) => {
+                        let _ = chunks.blocking_send(Input::End);
+                        return;
+                    }
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -293,11 +305,16 @@ fn read_stdin(mode: StdinMode, commands: mpsc::UnboundedSender<Command>) -> mpsc
                 for item in typed {
                     match item {
                         Typed::Send(bytes) => {
-                            if chunks.blocking_send(Bytes::from(bytes)).is_err() {
+                            if chunks
+                                .blocking_send(Input::Bytes(Bytes::from(bytes)))
+                                .is_err()
+                            {
                                 return;
                             }
                         }
                         Typed::Disconnect => {
+                            // Not the end of input: the command must not see its stdin close
+                            // (a shell would exit) before the client has left.
                             let _ = commands.send(Command::Disconnect);
                             return;
                         }
@@ -325,10 +342,18 @@ fn read_stdin(mode: StdinMode, commands: mpsc::UnboundedSender<Command>) -> mpsc
 async fn forward_stdin(
     processes: Arc<dyn ProcessBackend>,
     process_id: String,
-    mut chunks: mpsc::Receiver<Bytes>,
+    mut chunks: mpsc::Receiver<Input>,
 ) {
     let mut accepting = true;
-    while let Some(chunk) = chunks.recv().await {
+    let mut ended = false;
+    while let Some(input) = chunks.recv().await {
+        let chunk = match input {
+            Input::Bytes(chunk) => chunk,
+            Input::End => {
+                ended = true;
+                break;
+            }
+        };
         if !accepting {
             continue;
         }
@@ -347,7 +372,7 @@ async fn forward_stdin(
             }
         }
     }
-    if accepting {
+    if accepting && ended {
         match processes.close_stdin(&process_id).await {
             // A server without process/closeStdin: the process sees no end of input.
             Ok(()) | Err(ProcessError::Unsupported(_)) => {}
