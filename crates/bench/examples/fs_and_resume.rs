@@ -186,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         enforce_managed_network: false,
         managed_network: None,
         network_proxy: None,
+        tty_size: None,
     };
     let mut started_process = env.processes().start(params).await?;
     let mut resumes = Vec::new();

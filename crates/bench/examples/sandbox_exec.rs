@@ -72,6 +72,7 @@ fn params(id: usize, ws: &Path, sandbox: Option<SandboxContext>) -> StartParams 
         enforce_managed_network: false,
         managed_network: None,
         network_proxy: None,
+        tty_size: None,
     }
 }
 

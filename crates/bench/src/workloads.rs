@@ -81,6 +81,7 @@ fn start_params(process_id: &str, argv: &[&str], tty: bool, pipe_stdin: bool) ->
         enforce_managed_network: false,
         managed_network: None,
         network_proxy: None,
+        tty_size: None,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::process_io::{Ending, ProcessIo, StdinMode};
 use crate::terminal;
 use anyhow::Context;
 use exec_server_client::{ClientOptions, ExecServerClient};
-use exec_server_protocol::process::{EnvInherit, EnvPolicy, StartParams};
+use exec_server_protocol::process::{EnvInherit, EnvPolicy, StartParams, TtySize};
 use exec_server_protocol::sandbox::{
     FileSystemAccess, FileSystemEntry, FileSystemPath, FileSystemPolicy, MissingPathBehavior,
     NetworkPolicy, PermissionProfile, SandboxContext, SpecialPath,
@@ -229,6 +229,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             enforce_managed_network: false,
             managed_network: None,
             network_proxy: None,
+            // The remote terminal starts at this one's size (later sizes follow SIGWINCH).
+            tty_size: args
+                .tty
+                .then(terminal::window_size)
+                .flatten()
+                .map(|(rows, cols)| TtySize { rows, cols }),
         })
         .await
         .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;

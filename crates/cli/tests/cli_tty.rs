@@ -270,8 +270,8 @@ async fn escape_disconnects(target: Target) {
 
 /// A full-screen program draws within the terminal's size: vi's screen, rebuilt from what
 /// reached the terminal, wraps a long line at the terminal's width, fills its height, and
-/// right-aligns its ruler on the last line. (vi may first draw at the server's default size:
-/// the resize to this terminal's follows the start; vi redraws on the SIGWINCH.)
+/// right-aligns its ruler on the last line. (The terminal has this size from the start:
+/// `ttySize`.)
 async fn full_screen_program_fits(target: Target) {
     let server = server(target);
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1094,6 +1094,31 @@ async fn list_reports_running_and_exited_steps(target: Target) {
     assert_eq!((s.exit_code, s.signal), (Some(-1), Some(libc::SIGKILL)));
 }
 
+/// `ttySize` on `process/start`: the terminal has the client's size from the first
+/// instruction on.
+async fn tty_starts_at_the_given_size(target: Target) {
+    let env = TestEnv::new(target).await;
+    if additions_absent(&env, target).await {
+        return;
+    }
+    let mut p = sh("stty size");
+    p.tty = true;
+    p.tty_size = Some(exec_server_protocol::process::TtySize {
+        rows: 33,
+        cols: 101,
+    });
+    let events = run(&env, p).await;
+    assert_eq!(output(&events), b"33 101\r\n");
+    let mut p = sh("stty size");
+    p.tty = true;
+    p.tty_size = Some(exec_server_protocol::process::TtySize { rows: 0, cols: 101 });
+    let err = within("start", env.env.processes().start(p))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), error_codes::INVALID_PARAMS);
+}
+
 async fn resize_changes_the_terminal_size_steps(target: Target) {
     let env = TestEnv::new(target).await;
     if additions_absent(&env, target).await {
@@ -1312,5 +1337,6 @@ both_targets! {
     close_stdin => crate::close_stdin_ends_input_after_queued_writes;
     list => crate::list_reports_running_and_exited;
     resize => crate::resize_changes_the_terminal_size;
+    tty_size => crate::tty_starts_at_the_given_size;
     resize_pipes_is_an_error => crate::resize_of_a_pipes_process_is_an_error;
 }

@@ -303,6 +303,7 @@ mod tests {
             enforce_managed_network: false,
             managed_network: None,
             network_proxy: None,
+            tty_size: None,
         }
     }
 

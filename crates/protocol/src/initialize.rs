@@ -88,6 +88,9 @@ pub struct Features {
     /// when they are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub process_sandbox_mechanisms: Vec<String>,
+    /// `ttySize` on `process/start`: a PTY starts at the client's size.
+    #[serde(default)]
+    pub tty_size: bool,
 }
 
 /// Server limits; exceeding one is a -32600 error whose `data.limit` names it.

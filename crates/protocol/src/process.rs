@@ -66,6 +66,19 @@ pub struct StartParams {
     /// advertise `networkProxyLaunch`), so anything but null is refused (-32602).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_proxy: Option<serde_json::Value>,
+    /// Addition (`features.ttySize`): the PTY's window size from the start (default 24×80),
+    /// so a program that reads it at once sees the client's. A server without the feature
+    /// ignores it; `process/resize` then sets the size right after the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty_size: Option<TtySize>,
+}
+
+/// A terminal's size, each at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 fn is_false(value: &bool) -> bool {

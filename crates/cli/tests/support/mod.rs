@@ -31,6 +31,7 @@ pub fn start_params(process_id: &str, argv: &[&str]) -> exec_server_protocol::pr
         enforce_managed_network: false,
         managed_network: None,
         network_proxy: None,
+        tty_size: None,
     }
 }
 

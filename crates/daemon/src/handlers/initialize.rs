@@ -44,6 +44,7 @@ pub(crate) fn response(config: &ServerConfig, session: &Session) -> InitializeRe
                 event_seqs: true,
                 process_timeout: true,
                 process_sandbox: config.process.sandbox.is_some(),
+                tty_size: true,
                 process_sandbox_mechanisms,
                 fs_sandbox: config
                     .filesystem

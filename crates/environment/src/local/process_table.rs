@@ -407,6 +407,10 @@ impl ProcessBackend for ProcessTable {
         }
         refuse_unenforced_network(&params)?;
         check_environment(&params)?;
+        let tty_size = params.tty_size;
+        if tty_size.is_some_and(|s| s.rows == 0 || s.cols == 0) {
+            return Err(ProcessError::InvalidSize);
+        }
         let id = params.process_id.clone();
         {
             let mut slots = self.shared.slots();
@@ -494,6 +498,7 @@ impl ProcessBackend for ProcessTable {
             cwd: command.cwd,
             env: command.env,
             mode,
+            pty_size: tty_size.map(|s| (s.rows, s.cols)),
             launcher,
         };
         let mut spawned = spawn::spawn(request).await.map_err(ProcessError::Spawn)?;

@@ -23,6 +23,8 @@ pub(crate) struct SpawnRequest {
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
     pub mode: StdioMode,
+    /// The PTY's size from the start (rows, cols); default 24×80.
+    pub pty_size: Option<(u16, u16)>,
     /// Run this sandbox launcher in place of the command (which its spec describes).
     pub launcher: Option<Launcher>,
 }
@@ -286,7 +288,12 @@ fn spawn_now(request: SpawnRequest) -> io::Result<SpawnedChild> {
         StdioMode::Pty => {
             let (master, pts_handle) = pty_process::open().map_err(io::Error::other)?;
             master
-                .resize(pty_process::Size::new(DEFAULT_PTY_ROWS, DEFAULT_PTY_COLS))
+                .resize({
+                    let (rows, cols) = request
+                        .pty_size
+                        .unwrap_or((DEFAULT_PTY_ROWS, DEFAULT_PTY_COLS));
+                    pty_process::Size::new(rows, cols)
+                })
                 .map_err(io::Error::other)?;
             let pts = pts_handle.as_fd().try_clone_to_owned()?;
             drop(pts_handle);
